@@ -1,0 +1,222 @@
+//! The message envelope that chains the stateless steps.
+//!
+//! Everything a step needs travels in the envelope or sits in the store under the task's id, so any
+//! worker, in any process or cloud, can take any message.
+
+use crate::ids::{IdempotencyKey, MessageId, TaskId, TraceId};
+use serde::{Deserialize, Serialize};
+
+/// The envelope format this build writes and reads. A message with another version is dead-lettered
+/// with a reason rather than guessed at.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The steps of the pipeline. The enum is closed on purpose: adding a step makes the compiler list
+/// every `match` that must learn about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Ask the model for an ordered plan.
+    Plan,
+    /// Ask the model for edits and apply them to an isolated worktree.
+    Generate,
+    /// Run the repository's tests on the candidate change.
+    Test,
+    /// Park the task for a person's decision.
+    Review,
+}
+
+impl StepKind {
+    /// The step's name as used in logs, keys and the CLI.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Plan => "plan",
+            StepKind::Generate => "generate",
+            StepKind::Test => "test",
+            StepKind::Review => "review",
+        }
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The step-specific part of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum StepPayload {
+    /// Plan the task.
+    Plan,
+    /// Generate round `round` (1-based). From round 2 on, the previous round's failing report is in
+    /// the store and is fed back to the model.
+    Generate {
+        /// The generate/test round.
+        round: u32,
+    },
+    /// Test the patch produced by generate round `round`.
+    Test {
+        /// The round whose patch is tested.
+        round: u32,
+    },
+    /// Park the passing patch of round `round` for review.
+    Review {
+        /// The round whose patch is proposed.
+        round: u32,
+    },
+}
+
+impl StepPayload {
+    /// Which step this payload is for.
+    #[must_use]
+    pub fn kind(&self) -> StepKind {
+        match self {
+            StepPayload::Plan => StepKind::Plan,
+            StepPayload::Generate { .. } => StepKind::Generate,
+            StepPayload::Test { .. } => StepKind::Test,
+            StepPayload::Review { .. } => StepKind::Review,
+        }
+    }
+
+    /// The round the payload belongs to (plan is round 0).
+    #[must_use]
+    pub fn round(&self) -> u32 {
+        match self {
+            StepPayload::Plan => 0,
+            StepPayload::Generate { round }
+            | StepPayload::Test { round }
+            | StepPayload::Review { round } => *round,
+        }
+    }
+}
+
+/// One message between steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique per publish; queues drop a second publish of the same id.
+    pub message_id: MessageId,
+    /// The task the message advances.
+    pub task_id: TaskId,
+    /// The step to run (redundant with `payload`, kept flat so routers need not parse the payload).
+    pub step: StepKind,
+    /// Delivery attempt, filled from the queue's delivery count when received (1-based).
+    pub attempt: u32,
+    /// The key under which the step's result is committed once.
+    pub idempotency_key: IdempotencyKey,
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Trace shared by every message of the task.
+    pub trace_id: TraceId,
+    /// What the step is asked to do.
+    pub payload: StepPayload,
+}
+
+/// Why bytes taken off a queue are not a usable envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON, or not the envelope's shape.
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    /// Written by a newer or older Cadre.
+    #[error("unsupported envelope schema version {found} (this build reads {SCHEMA_VERSION}); run a worker of the matching version")]
+    UnsupportedVersion {
+        /// The version in the message.
+        found: u32,
+    },
+    /// `step` and `payload` disagree.
+    #[error("envelope says step `{step}` but carries a `{payload}` payload")]
+    StepMismatch {
+        /// The flat step field.
+        step: StepKind,
+        /// The payload's step.
+        payload: StepKind,
+    },
+}
+
+impl Envelope {
+    /// A new first-attempt message for `payload`, keyed so that redelivery is recognised.
+    #[must_use]
+    pub fn new(task_id: TaskId, trace_id: TraceId, payload: StepPayload) -> Self {
+        let step = payload.kind();
+        let idempotency_key =
+            IdempotencyKey::new(format!("{}/{}/r{}", task_id, step, payload.round()));
+        // The message id is derived from the idempotency key, so a step that is re-run after a crash
+        // publishes its next message under the same id and the queue drops the duplicate.
+        let message_id =
+            MessageId::new(format!("{}/{}/r{}", task_id.as_str(), step, payload.round()));
+        Envelope {
+            message_id,
+            task_id,
+            step,
+            attempt: 1,
+            idempotency_key,
+            schema_version: SCHEMA_VERSION,
+            trace_id,
+            payload,
+        }
+    }
+
+    /// Serializes the envelope for a queue.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses bytes taken off a queue.
+    ///
+    /// # Errors
+    /// Returns [`EnvelopeError`] when the bytes are not an envelope of this schema version.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            schema_version: u32,
+        }
+        let version: VersionOnly =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if version.schema_version != SCHEMA_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion { found: version.schema_version });
+        }
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if env.step != env.payload.kind() {
+            return Err(EnvelopeError::StepMismatch {
+                step: env.step,
+                payload: env.payload.kind(),
+            });
+        }
+        Ok(env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let env =
+            Envelope::new(TaskId::generate(), TraceId::generate(), StepPayload::Test { round: 2 });
+        assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
+        assert!(env.idempotency_key.as_str().ends_with("/test/r2"));
+    }
+
+    #[test]
+    fn rejects_garbage_and_other_versions() {
+        assert!(matches!(Envelope::from_bytes(b"{nope"), Err(EnvelopeError::Malformed(_))));
+        let mut v = serde_json::to_value(Envelope::new(
+            TaskId::generate(),
+            TraceId::generate(),
+            StepPayload::Plan,
+        ))
+        .unwrap();
+        v["schema_version"] = 99.into();
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert!(matches!(
+            Envelope::from_bytes(&bytes),
+            Err(EnvelopeError::UnsupportedVersion { found: 99 })
+        ));
+    }
+}

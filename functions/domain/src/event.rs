@@ -1,0 +1,158 @@
+//! The events in a task's log. The log is append-only and is the only source of a task's state.
+
+use crate::envelope::StepKind;
+use crate::ports::model::TokenUsage;
+use crate::task::Task;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Something that happened to a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The task was created; the first event of every log.
+    Created {
+        /// The task as created.
+        task: Task,
+    },
+    /// A worker began running a step (progress; may repeat on retries).
+    StepStarted {
+        /// The step.
+        step: StepKind,
+        /// Its round (0 for plan).
+        round: u32,
+        /// The delivery attempt.
+        attempt: u32,
+    },
+    /// A step attempt failed with an error that will be retried.
+    StepRetrying {
+        /// The step.
+        step: StepKind,
+        /// Its round.
+        round: u32,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: String,
+        /// How long until the next attempt.
+        retry_in_ms: u64,
+    },
+    /// The plan is stored as the `plan` artifact.
+    PlanReady {
+        /// The plan's summary.
+        summary: String,
+        /// How many edits it lists.
+        items: u32,
+        /// Model tokens the step used.
+        usage: TokenUsage,
+    },
+    /// A candidate patch is stored as the `patch-r<round>` artifact.
+    PatchReady {
+        /// The round.
+        round: u32,
+        /// Files the cumulative patch touches.
+        files_changed: Vec<String>,
+        /// Lines added by the cumulative patch.
+        lines_added: u32,
+        /// Lines removed by the cumulative patch.
+        lines_removed: u32,
+        /// Model tokens the step used.
+        usage: TokenUsage,
+    },
+    /// The tests ran on round `round`'s patch; the report is the `report-r<round>` artifact.
+    TestsFinished {
+        /// The round.
+        round: u32,
+        /// Whether the suite passed.
+        passed: bool,
+        /// A one-line summary, e.g. "4 passed, 1 failed".
+        summary: String,
+    },
+    /// The task is parked until a person applies or rejects round `round`'s patch.
+    AwaitingReview {
+        /// The proposed round.
+        round: u32,
+    },
+    /// A person applied the patch to the repository.
+    Applied {
+        /// The applied round.
+        round: u32,
+    },
+    /// A person rejected the proposal.
+    Rejected {
+        /// Their reason, if given.
+        reason: Option<String>,
+    },
+    /// The task cannot go on.
+    Failed {
+        /// The step that failed, if a step did.
+        step: Option<StepKind>,
+        /// Why, in words a person can act on.
+        reason: String,
+    },
+    /// A person cancelled the task.
+    Cancelled {
+        /// Their reason, if given.
+        reason: Option<String>,
+    },
+}
+
+/// An event as stored: its position in the log and when it was appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// 1-based position in the task's log.
+    pub seq: u64,
+    /// When it was appended.
+    pub at: Timestamp,
+    /// The event.
+    pub event: Event,
+}
+
+impl Event {
+    /// A short, human-readable line for progress output.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Event::Created { task } => format!("created: {}", task.goal),
+            Event::StepStarted { step, round, attempt } => {
+                let round = if *round > 0 { format!(" round {round}") } else { String::new() };
+                let attempt =
+                    if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                format!("{step}{round} started{attempt}")
+            }
+            Event::StepRetrying { step, round, attempt, error, retry_in_ms } => {
+                format!("{step} round {round} attempt {attempt} failed, retrying in {retry_in_ms} ms: {error}")
+            }
+            Event::PlanReady { summary, items, usage } => {
+                format!("plan ready ({items} steps, {} tokens): {summary}", usage.total())
+            }
+            Event::PatchReady { round, files_changed, lines_added, lines_removed, usage } => {
+                format!(
+                    "patch round {round}: {} file(s), +{lines_added} -{lines_removed} ({} tokens)",
+                    files_changed.len(),
+                    usage.total()
+                )
+            }
+            Event::TestsFinished { round, passed, summary } => {
+                let verdict = if *passed { "passed" } else { "failed" };
+                format!("tests round {round} {verdict}: {summary}")
+            }
+            Event::AwaitingReview { round } => format!("awaiting review (round {round})"),
+            Event::Applied { round } => format!("applied round {round}"),
+            Event::Rejected { reason } => format!(
+                "rejected{}",
+                reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+            Event::Failed { step, reason } => match step {
+                Some(step) => format!("failed in {step}: {reason}"),
+                None => format!("failed: {reason}"),
+            },
+            Event::Cancelled { reason } => {
+                format!(
+                    "cancelled{}",
+                    reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                )
+            }
+        }
+    }
+}

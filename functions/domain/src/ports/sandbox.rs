@@ -1,0 +1,79 @@
+//! The sandbox port: run a command over a worktree with limits, and capture what it printed.
+
+use crate::report::Isolation;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    /// The directory the command runs in (a task's worktree); the only tree it should write.
+    pub workdir: PathBuf,
+    /// A shell command line, run with `sh -c`.
+    pub command: String,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Wall-clock limit; the whole process tree is killed when it runs out.
+    pub timeout: Duration,
+    /// How many bytes of combined output to keep (the end is kept, as failures print last).
+    pub output_limit: usize,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    /// Exit code; absent when killed by a signal or the timeout.
+    pub exit_code: Option<i32>,
+    /// True when the timeout killed it.
+    pub timed_out: bool,
+    /// The last `output_limit` bytes of stdout and stderr, interleaved as they arrived.
+    pub output: String,
+    /// True when output beyond the limit was dropped.
+    pub truncated: bool,
+    /// Wall time.
+    pub duration: Duration,
+    /// How the run was isolated.
+    pub isolation: Isolation,
+}
+
+/// Why a run could not be carried out (a failing command is not an error: it is a [`RunOutput`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The working directory does not exist.
+    #[error("working directory {0} does not exist")]
+    NoWorkdir(PathBuf),
+    /// The process could not be started.
+    #[error("could not start `{command}`: {reason}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The OS's reason.
+        reason: String,
+    },
+    /// The runtime failed mid-run (I/O on the pipes, container runtime error).
+    #[error("sandbox runtime failure: {0}")]
+    Runtime(String),
+}
+
+impl SandboxError {
+    /// Whether the same run may succeed later.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SandboxError::Runtime(_))
+    }
+}
+
+/// A place to run untrusted commands.
+#[async_trait::async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Runs `spec` to completion or timeout.
+    ///
+    /// # Errors
+    /// MUST return [`SandboxError::NoWorkdir`] when the directory is missing and
+    /// [`SandboxError::Spawn`] when the command cannot start. A command that runs and fails, or
+    /// times out, MUST be an `Ok` [`RunOutput`], and a timed-out run MUST leave no process behind.
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutput, SandboxError>;
+
+    /// How this sandbox isolates, for reports.
+    fn isolation(&self) -> Isolation;
+}

@@ -1,0 +1,49 @@
+//! The structured result of running a repository's tests.
+
+use serde::{Deserialize, Serialize};
+
+/// How isolated the run was; a report always says, so an unisolated run is never mistaken for a safe one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// A plain host subprocess: the code could touch anything the user can.
+    HostUnisolated,
+    /// A container with its own namespaces and cgroup limits.
+    Container,
+}
+
+/// What running the tests produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    /// The shell command that was run.
+    pub command: String,
+    /// True when the command exited 0 within its time limit.
+    pub passed: bool,
+    /// The exit code, absent when the process was killed.
+    pub exit_code: Option<i32>,
+    /// True when the run hit its wall-clock limit and was killed.
+    pub timed_out: bool,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// Counts parsed from the runner's summary line, when one was recognised.
+    pub counts: Option<TestCounts>,
+    /// The names of failing tests, when the runner's output names them.
+    pub failing_tests: Vec<String>,
+    /// The end of stdout and stderr interleaved as captured (capped).
+    pub output_tail: String,
+    /// True when output was cut at the cap.
+    pub output_truncated: bool,
+    /// How the run was isolated.
+    pub isolation: Isolation,
+}
+
+/// Passed / failed / skipped counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TestCounts {
+    /// Tests that passed.
+    pub passed: u32,
+    /// Tests that failed or errored.
+    pub failed: u32,
+    /// Tests skipped or ignored.
+    pub skipped: u32,
+}

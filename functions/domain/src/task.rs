@@ -1,0 +1,188 @@
+//! A task and its state machine.
+//!
+//! ```text
+//! queued → planning → generating ⇄ testing → awaiting_review → applied | rejected
+//!                                  (failed tests go back to generating, at most `max_rounds` times)
+//! any non-terminal state → failed | cancelled
+//! ```
+
+use crate::event::{Event, EventRecord};
+use crate::ids::{CommitId, TaskId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Knobs a task is created with; stored in its `Created` event so every worker sees the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSettings {
+    /// How many generate→test rounds before the task fails.
+    pub max_rounds: u32,
+    /// The shell command that runs the repository's tests; detected from the repository when absent.
+    pub test_command: Option<String>,
+    /// Wall-clock limit for one test run, in seconds.
+    pub test_timeout_secs: u64,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings { max_rounds: 3, test_command: None, test_timeout_secs: 600 }
+    }
+}
+
+/// What a person asked for, against which repository and commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task's id.
+    pub id: TaskId,
+    /// Absolute path of the repository's top-level directory.
+    pub repo: String,
+    /// The goal in the person's words.
+    pub goal: String,
+    /// The commit the work starts from.
+    pub base_commit: CommitId,
+    /// Knobs.
+    pub settings: TaskSettings,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Where a task is, derived from its log by [`TaskState::fold`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TaskState {
+    /// Created, no step has started.
+    Queued,
+    /// The plan step is running.
+    Planning,
+    /// Generate round `round` is next or running.
+    Generating {
+        /// The round.
+        round: u32,
+    },
+    /// The tests of round `round` are next or running.
+    Testing {
+        /// The round.
+        round: u32,
+    },
+    /// Round `round`'s patch waits for a person.
+    AwaitingReview {
+        /// The round.
+        round: u32,
+    },
+    /// Applied to the repository. Terminal.
+    Applied,
+    /// Rejected by a person. Terminal.
+    Rejected,
+    /// Could not be completed. Terminal.
+    Failed,
+    /// Cancelled by a person. Terminal.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Folds a log into the current state. Events after a terminal state are ignored, so a late
+    /// duplicate can never revive a finished task.
+    #[must_use]
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a EventRecord>) -> TaskState {
+        events.into_iter().fold(TaskState::Queued, |state, record| state.apply(&record.event))
+    }
+
+    /// The state after `event`.
+    #[must_use]
+    pub fn apply(self, event: &Event) -> TaskState {
+        if self.is_terminal() {
+            return self;
+        }
+        match event {
+            Event::Created { .. } => TaskState::Queued,
+            Event::StepStarted { step, round, .. } => match step {
+                crate::StepKind::Plan => TaskState::Planning,
+                crate::StepKind::Generate => TaskState::Generating { round: *round },
+                crate::StepKind::Test => TaskState::Testing { round: *round },
+                crate::StepKind::Review => self,
+            },
+            Event::StepRetrying { .. } => self,
+            Event::PlanReady { .. } => TaskState::Generating { round: 1 },
+            Event::PatchReady { round, .. } => TaskState::Testing { round: *round },
+            Event::TestsFinished { round, passed, .. } => {
+                if *passed {
+                    TaskState::Testing { round: *round }
+                } else {
+                    TaskState::Generating { round: round + 1 }
+                }
+            }
+            Event::AwaitingReview { round } => TaskState::AwaitingReview { round: *round },
+            Event::Applied { .. } => TaskState::Applied,
+            Event::Rejected { .. } => TaskState::Rejected,
+            Event::Failed { .. } => TaskState::Failed,
+            Event::Cancelled { .. } => TaskState::Cancelled,
+        }
+    }
+
+    /// True for states no event can leave.
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Applied | TaskState::Rejected | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+
+    /// The state's name as shown to people.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Planning => "planning",
+            TaskState::Generating { .. } => "generating",
+            TaskState::Testing { .. } => "testing",
+            TaskState::AwaitingReview { .. } => "awaiting_review",
+            TaskState::Applied => "applied",
+            TaskState::Rejected => "rejected",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskState::Generating { round }
+            | TaskState::Testing { round }
+            | TaskState::AwaitingReview { round } => {
+                write!(f, "{} (round {round})", self.name())
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StepKind;
+
+    fn rec(events: Vec<Event>) -> Vec<EventRecord> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| EventRecord { seq: i as u64 + 1, at: Timestamp(0), event })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_round_goes_back_to_generating_and_terminal_states_stick() {
+        let log = rec(vec![
+            Event::StepStarted { step: StepKind::Plan, round: 0, attempt: 1 },
+            Event::TestsFinished { round: 1, passed: false, summary: String::new() },
+        ]);
+        assert_eq!(TaskState::fold(&log), TaskState::Generating { round: 2 });
+
+        let log = rec(vec![
+            Event::AwaitingReview { round: 2 },
+            Event::Cancelled { reason: None },
+            Event::AwaitingReview { round: 3 },
+        ]);
+        assert_eq!(TaskState::fold(&log), TaskState::Cancelled);
+    }
+}
