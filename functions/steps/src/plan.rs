@@ -1,0 +1,124 @@
+//! The `plan` step.
+//!
+//! Reads: the task and a fresh checkout of its base commit. Asks the model for a [`Plan`] as structured
+//! JSON, correcting it up to [`MAX_CORRECTIONS`] times. Writes: the `plan` artifact, its transcript and a
+//! `PlanReady` event. Publishes: `generate` round 1.
+
+use cadre_domain::envelope::{Envelope, StepPayload};
+use cadre_domain::event::Event;
+use cadre_domain::ports::model::FinishReason;
+use cadre_domain::step::{ArtifactName, StepError, StepOutcome};
+use cadre_domain::{Plan, Ports, StepKind, Task, TraceId};
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::context::{self, Budget};
+use crate::conversation::{Conversation, MAX_CORRECTIONS};
+use crate::prompt;
+
+/// Runs the plan step for `task`.
+///
+/// # Errors
+/// Model, workspace and store failures, and [`StepError::Unusable`] when the model never produced a valid plan.
+pub async fn plan(task: &Task, trace: &TraceId, ports: &Ports) -> Result<StepOutcome, StepError> {
+    let worktree =
+        ports.workspace.checkout(Path::new(&task.repo), &task.base_commit, None, &format!("{}-plan", task.id)).await?;
+    let result = plan_in(task, trace, ports, &worktree).await;
+    if let Err(error) = ports.workspace.remove(&worktree).await {
+        tracing::warn!(%error, "could not remove the plan worktree");
+    }
+    result
+}
+
+async fn plan_in(
+    task: &Task,
+    trace: &TraceId,
+    ports: &Ports,
+    worktree: &cadre_domain::ports::workspace::Worktree,
+) -> Result<StepOutcome, StepError> {
+    let budget = Budget::default();
+    let files = ports.workspace.list_files(worktree).await?;
+    let wanted = context::mentioned_in(&task.goal, &files);
+    let ctx = context::gather(ports.workspace.as_ref(), worktree, &wanted, true, budget).await?;
+    let mut first = format!("# Goal\n{}\n\n", task.goal);
+    first.push_str(&ctx.render(budget));
+    let mut convo = Conversation::new("plan", prompt::PLAN, first, Some(Plan::json_schema()));
+
+    let mut attempt = 0;
+    let plan = loop {
+        let reply = convo.ask(ports.model.as_ref()).await?;
+        let problem = match parse_plan(&reply.text) {
+            Ok(plan) if reply.finish != FinishReason::MaxTokens => break plan,
+            Ok(_) => "the answer was cut off at the output token limit; answer more briefly".to_owned(),
+            Err(problem) => problem,
+        };
+        attempt += 1;
+        if attempt > MAX_CORRECTIONS {
+            return Err(StepError::Unusable {
+                reason: format!("the model gave no usable plan after {attempt} tries: {problem}"),
+            });
+        }
+        tracing::warn!(attempt, %problem, "unusable plan, asking the model again");
+        convo.correct(&problem);
+    };
+
+    let items = u32::try_from(plan.steps.len()).unwrap_or(u32::MAX);
+    let plan_json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
+    Ok(StepOutcome {
+        events: vec![Event::PlanReady { summary: plan.summary.clone(), items, usage: convo.usage }],
+        artifacts: vec![
+            (ArtifactName::plan(), plan_json),
+            (ArtifactName::transcript(StepKind::Plan, 0), convo.to_artifact()),
+        ],
+        next: vec![Envelope::new(task.id.clone(), trace.clone(), StepPayload::Generate { round: 1 })],
+    })
+}
+
+/// Parses and checks a plan reply, or says what is wrong with it in words for the model.
+fn parse_plan(text: &str) -> Result<Plan, String> {
+    let json = strip_fences(text);
+    let plan: Plan = serde_json::from_str(json).map_err(|e| format!("the answer is not valid plan JSON: {e}"))?;
+    let mut problems = String::new();
+    if plan.steps.is_empty() {
+        problems.push_str("- the plan has no steps\n");
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        if step.description.trim().is_empty() {
+            let _ = writeln!(problems, "- step {} has no description", i + 1);
+        }
+        for f in &step.files {
+            if f.starts_with('/') || f.split('/').any(|c| c == "..") {
+                let _ = writeln!(problems, "- step {} names `{f}`: paths must be repository-relative", i + 1);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The JSON inside a reply that wrapped it in a Markdown code fence despite the response schema.
+fn strip_fences(text: &str) -> &str {
+    let t = text.trim();
+    let Some(rest) = t.strip_prefix("```") else { return t };
+    let rest = rest.split_once('\n').map_or(rest, |(_, body)| body);
+    rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fenced_json_and_explains_bad_plans() {
+        let ok = "```json\n{\"summary\":\"s\",\"steps\":[{\"description\":\"d\",\"files\":[\"a.py\"]}],\"acceptance_criteria\":[]}\n```";
+        assert_eq!(parse_plan(ok).unwrap().files(), vec!["a.py".to_owned()]);
+        assert!(parse_plan("not json").unwrap_err().contains("not valid plan JSON"));
+        let empty = "{\"summary\":\"s\",\"steps\":[],\"acceptance_criteria\":[]}";
+        assert!(parse_plan(empty).unwrap_err().contains("no steps"));
+        let escape = "{\"summary\":\"s\",\"steps\":[{\"description\":\"d\",\"files\":[\"../x\"]}],\"acceptance_criteria\":[]}";
+        assert!(parse_plan(escape).unwrap_err().contains("repository-relative"));
+    }
+}

@@ -1,0 +1,125 @@
+//! The `test` step.
+//!
+//! Reads: the `patch-r<round>` artifact. Builds a fresh worktree at the base commit with the patch applied
+//! and runs the repository's test command in the [`cadre_domain::ports::Sandbox`]. Writes: the
+//! `report-r<round>` artifact and a `TestsFinished` event. Publishes: `review` when the tests pass,
+//! `generate` of the next round when they fail and rounds remain; otherwise the task fails.
+
+use cadre_domain::envelope::{Envelope, StepPayload};
+use cadre_domain::event::Event;
+use cadre_domain::ports::sandbox::RunSpec;
+use cadre_domain::ports::workspace::Worktree;
+use cadre_domain::step::{ArtifactName, StepError, StepOutcome};
+use cadre_domain::{Ports, StepKind, Task, TestReport, TraceId};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::store_read::artifact_text;
+use crate::{test_command, test_output};
+
+/// Output kept in a report: the end of what the tests printed.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// Manifests read to recognise a test command.
+const MANIFESTS: [&str; 5] = ["package.json", "pyproject.toml", "setup.cfg", "tox.ini", "Makefile"];
+
+/// Runs the tests of round `round`'s patch.
+///
+/// # Errors
+/// Sandbox, workspace and store failures; [`StepError::MissingState`] without the round's patch;
+/// [`StepError::Unusable`] when no test command is configured or recognisable.
+pub async fn test(task: &Task, round: u32, trace: &TraceId, ports: &Ports) -> Result<StepOutcome, StepError> {
+    let patch = artifact_text(ports, &task.id, &ArtifactName::patch(round)).await?;
+    let label = format!("{}-test-r{round}", task.id);
+    let worktree = ports.workspace.checkout(Path::new(&task.repo), &task.base_commit, Some(&patch), &label).await?;
+    let result = test_in(task, round, trace, ports, &worktree).await;
+    if let Err(error) = ports.workspace.remove(&worktree).await {
+        tracing::warn!(%error, "could not remove the test worktree");
+    }
+    result
+}
+
+async fn test_in(
+    task: &Task,
+    round: u32,
+    trace: &TraceId,
+    ports: &Ports,
+    worktree: &Worktree,
+) -> Result<StepOutcome, StepError> {
+    let command = match &task.settings.test_command {
+        Some(command) => command.clone(),
+        None => detect_command(ports, worktree).await?.ok_or_else(|| StepError::Unusable {
+            reason: "no test command found for this repository; pass --test-cmd \"…\" when creating the task".into(),
+        })?,
+    };
+    let spec = RunSpec {
+        workdir: worktree.path.clone(),
+        command: command.clone(),
+        env: vec![("CI".into(), "true".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
+        timeout: Duration::from_secs(task.settings.test_timeout_secs),
+        output_limit: OUTPUT_LIMIT,
+    };
+    let run = ports.sandbox.run(&spec).await?;
+    let (counts, failing_tests) = test_output::summarize(&run.output);
+    let passed = run.exit_code == Some(0) && !run.timed_out;
+    let report = TestReport {
+        command,
+        passed,
+        exit_code: run.exit_code,
+        timed_out: run.timed_out,
+        duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
+        counts,
+        failing_tests,
+        output_tail: run.output,
+        output_truncated: run.truncated,
+        isolation: run.isolation,
+    };
+    let summary = summary_line(&report);
+    let mut events = vec![Event::TestsFinished { round, passed, summary: summary.clone() }];
+    let mut next = Vec::new();
+    if passed {
+        next.push(Envelope::new(task.id.clone(), trace.clone(), StepPayload::Review { round }));
+    } else if round < task.settings.max_rounds {
+        next.push(Envelope::new(task.id.clone(), trace.clone(), StepPayload::Generate { round: round + 1 }));
+    } else {
+        events.push(Event::Failed {
+            step: Some(StepKind::Test),
+            reason: format!("tests still fail after {round} round(s) ({summary}); see `cadre show {}`", task.id),
+        });
+    }
+    Ok(StepOutcome {
+        events,
+        artifacts: vec![(ArtifactName::report(round), serde_json::to_vec_pretty(&report).unwrap_or_default())],
+        next,
+    })
+}
+
+async fn detect_command(ports: &Ports, worktree: &Worktree) -> Result<Option<String>, StepError> {
+    let files = ports.workspace.list_files(worktree).await?;
+    let mut manifests = Vec::new();
+    for name in MANIFESTS {
+        if files.iter().any(|f| f == name) {
+            if let Some(text) = ports.workspace.read_file(worktree, name).await? {
+                manifests.push((name, text));
+            }
+        }
+    }
+    Ok(test_command::detect(&files, |name| manifests.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone())))
+}
+
+/// "3 passed, 1 failed" when counts are known, else the exit status.
+fn summary_line(report: &TestReport) -> String {
+    let status = if report.timed_out {
+        "timed out".to_owned()
+    } else {
+        match report.exit_code {
+            Some(code) => format!("exit code {code}"),
+            None => "killed".to_owned(),
+        }
+    };
+    match report.counts {
+        Some(c) if c.skipped > 0 => format!("{} passed, {} failed, {} skipped ({status})", c.passed, c.failed, c.skipped),
+        Some(c) => format!("{} passed, {} failed ({status})", c.passed, c.failed),
+        None => status,
+    }
+}
