@@ -1,1 +1,78 @@
-fn main() {}
+//! `cadre`: the command line and the composition root.
+//!
+//! Parses arguments, installs logging, builds adapters (`wiring.rs`) and runs one command. Errors are
+//! printed once, with their causes, and mapped to exit codes: 0 success, 1 a task failed or was
+//! refused, 2 bad usage or configuration.
+
+mod cli;
+mod local;
+mod out;
+mod review;
+mod wiring;
+
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cadre_engine::EngineConfig;
+
+use cli::{Cli, Command, LogFormat};
+use wiring::{Environment, Home};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Environment::read();
+    install_logging(cli.log_format, &cli.command, env.log_filter.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return report(&anyhow::Error::new(error).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(run(cli, &env)) {
+        Ok(code) => code,
+        Err(error) => report(&error),
+    }
+}
+
+async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(cli.home, env)?;
+    if cli.visibility_timeout == 0 {
+        anyhow::bail!("--visibility-timeout 0 would hand every message to every worker; use 1 or more seconds");
+    }
+    let engine = EngineConfig { visibility: Duration::from_secs(cli.visibility_timeout), ..EngineConfig::default() };
+    match cli.command {
+        Command::Task(args) => local::task(args, engine, &home, env).await,
+        Command::ServeWorker { model, until_idle, concurrency } => {
+            local::serve_worker(&model, until_idle, EngineConfig { concurrency, ..engine }, &home, env).await
+        }
+        Command::Status { task } => review::status(task, &home).await,
+        Command::Show { task, only } => review::show(&task, only, &home).await,
+        Command::Apply { task } => review::apply(&task, &home).await,
+        Command::Reject { task, reason } => review::reject(&task, reason, &home).await,
+        Command::Cancel { task } => review::cancel(&task, &home).await,
+        Command::Resume { task } => review::resume(&task, &home).await,
+    }
+}
+
+/// Prints an error and its causes once each (ripgrep style) and returns exit code 2.
+fn report(error: &anyhow::Error) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "cadre: error: {error}");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+    ExitCode::from(2)
+}
+
+/// Logs go to stderr, filtered by `CADRE_LOG`. Interactive commands default to warnings only so their
+/// progress output stays readable; the worker defaults to `info`.
+fn install_logging(format: LogFormat, command: &Command, filter: Option<&str>) {
+    let default = if matches!(command, Command::ServeWorker { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use cadre_domain::ports::store::{CommitOutcome, StateStore, StepCommit, StoreError, TaskSummary};
 use cadre_domain::{
-    ArtifactName, Envelope, Event, EventRecord, Task, TaskId, TaskState, Timestamp,
+    ArtifactName, Envelope, Event, EventRecord, IdempotencyKey, Task, TaskId, TaskState, Timestamp,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use serde::de::DeserializeOwned;
@@ -377,6 +377,18 @@ impl StateStore for SqliteStore {
             tx.commit()?;
             debug!(task_id = %id, key = %key, events = events.len(), artifacts = artifacts.len(), "step committed");
             Ok(CommitOutcome::Committed)
+        })
+        .await
+    }
+
+    async fn committed_next(&self, key: &IdempotencyKey) -> Result<Option<Vec<Envelope>>, StoreError> {
+        let key = key.clone();
+        self.run(move |conn| {
+            let recorded: Option<String> = conn
+                .prepare_cached("SELECT next FROM store_step_commits WHERE key = ?1")?
+                .query_row(params![key.as_str()], |r| r.get(0))
+                .optional()?;
+            recorded.map(|json| decode(&json, || format!("the step commit `{key}`"))).transpose()
         })
         .await
     }

@@ -134,6 +134,13 @@ pub trait StateStore: Send + Sync {
     /// [`CommitOutcome::TaskFinished`] and write nothing.
     async fn commit_step(&self, commit: StepCommit) -> Result<CommitOutcome, StoreError>;
 
+    /// The next messages recorded by the commit under `key`, or `None` when nothing was committed under it.
+    /// The engine asks before running a step, so a redelivered message does not redo committed work.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] when the backend cannot be read.
+    async fn committed_next(&self, key: &IdempotencyKey) -> Result<Option<Vec<Envelope>>, StoreError>;
+
     /// An artifact's bytes, if stored.
     ///
     /// # Errors

@@ -1,0 +1,127 @@
+//! The command line, as clap types. Everything a user can type is declared here.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Cadre: AI software-engineering agents that plan, write and test a change, and propose it for review.
+#[derive(Debug, Parser)]
+#[command(name = "cadre", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Where Cadre keeps its database and worktrees [default: $XDG_DATA_HOME/cadre or ~/.local/share/cadre].
+    #[arg(long, global = true, env = "CADRE_HOME")]
+    pub(crate) home: Option<PathBuf>,
+
+    /// Seconds a message taken by a worker stays hidden from others; a worker that dies releases its
+    /// message after this long. Heartbeats keep it hidden while a step runs.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub(crate) visibility_timeout: u64,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub(crate) log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start a task on a repository and follow it until it awaits review (or fails).
+    Task(TaskArgs),
+    /// List tasks, or show one task's state and log.
+    Status {
+        /// A task id or unique prefix; all tasks when absent.
+        task: Option<String>,
+    },
+    /// Show a task's plan, proposed diff and test report.
+    Show {
+        /// A task id or unique prefix.
+        task: String,
+        /// Show only this part.
+        #[arg(long, value_enum)]
+        only: Option<ShowPart>,
+    },
+    /// Apply a task's proposed change to its repository's working tree (your approval).
+    Apply {
+        /// A task id or unique prefix.
+        task: String,
+    },
+    /// Reject a task's proposed change.
+    Reject {
+        /// A task id or unique prefix.
+        task: String,
+        /// Why, kept in the task's log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Cancel a task that has not finished.
+    Cancel {
+        /// A task id or unique prefix.
+        task: String,
+    },
+    /// Re-publish the message a task is waiting for (after a lost message or a fixed dead letter).
+    Resume {
+        /// A task id or unique prefix.
+        task: String,
+    },
+    /// Run a worker that takes messages off the queue until stopped (Ctrl-C), or until idle.
+    ServeWorker {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Exit once the queue holds no ready or pending message.
+        #[arg(long)]
+        until_idle: bool,
+        /// Messages handled at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ShowPart {
+    Plan,
+    Diff,
+    Report,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TaskArgs {
+    /// The repository to work on.
+    #[arg(long, default_value = ".")]
+    pub(crate) repo: PathBuf,
+    /// What you want done, in your words.
+    pub(crate) goal: String,
+    /// The command that runs the repository's tests (detected from the repository when absent).
+    #[arg(long)]
+    pub(crate) test_cmd: Option<String>,
+    /// Generate→test rounds before giving up.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) max_rounds: u32,
+    /// Wall-clock limit for one test run, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) test_timeout: u64,
+    /// Start even with uncommitted changes (Cadre works from HEAD and will not see them).
+    #[arg(long)]
+    pub(crate) allow_dirty: bool,
+    /// Queue the task and return at once; a `cadre serve-worker` runs it.
+    #[arg(long)]
+    pub(crate) detach: bool,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ModelArgs {
+    /// The model: `gemini[:MODEL_ID]`, `openai:MODEL@BASE_URL` (Ollama, vLLM, llama.cpp) or `replay:FILE`.
+    #[arg(long, env = "CADRE_MODEL", default_value = "gemini")]
+    pub(crate) model: String,
+    /// Record every model request and reply to this JSONL file (replay it later with `--model replay:FILE`).
+    #[arg(long)]
+    pub(crate) record: Option<PathBuf>,
+}

@@ -1,0 +1,181 @@
+//! Commands that look at tasks and carry out a person's decision: `status`, `show`, `apply`, `reject`,
+//! `cancel`, `resume`. None of them needs a model.
+
+use anyhow::{bail, Context, Result};
+use cadre_domain::event::Event;
+use cadre_domain::ports::Workspace;
+use cadre_domain::step::ArtifactName;
+use cadre_domain::{Plan, TaskId, TaskState, TestReport};
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::ShowPart;
+use crate::out;
+use crate::wiring::{Core, Home};
+
+async fn resolve(core: &Core, text: &str) -> Result<TaskId> {
+    Ok(core.store.resolve_prefix(text.trim()).await?)
+}
+
+pub(crate) async fn status(task: Option<String>, home: &Home) -> Result<ExitCode> {
+    let core = Core::open(home)?;
+    let Some(text) = task else {
+        let tasks = core.store.list_tasks(50).await?;
+        if tasks.is_empty() {
+            out::line("no tasks yet; start one with `cadre task --repo PATH \"goal\"`");
+        }
+        for t in tasks {
+            let goal: String = t.task.goal.chars().take(60).collect();
+            out::line(format!("{}  {:<26}  {goal}", t.task.id.short(), t.state.to_string()));
+        }
+        let depth = core.queue.depth().await?;
+        if depth.dead > 0 {
+            out::line(format!("{} message(s) in the dead letters", depth.dead));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let id = resolve(&core, &text).await?;
+    let summary = core.store.task(&id).await?;
+    out::line(format!("task   {}", summary.task.id));
+    out::line(format!("state  {}", summary.state));
+    out::line(format!("repo   {} at {}", summary.task.repo, summary.task.base_commit));
+    out::line(format!("goal   {}", summary.task.goal));
+    out::line("log:");
+    for record in core.store.events(&id).await? {
+        out::line(format!("  {:>3}  {}", record.seq, record.event.describe()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Result<ExitCode> {
+    let core = Core::open(home)?;
+    let id = resolve(&core, task).await?;
+    let events = core.store.events(&id).await?;
+    let patch_round = events.iter().rev().find_map(|r| match r.event {
+        Event::PatchReady { round, .. } => Some(round),
+        _ => None,
+    });
+    let report_round = events.iter().rev().find_map(|r| match r.event {
+        Event::TestsFinished { round, .. } => Some(round),
+        _ => None,
+    });
+    let want = |part: ShowPart| only.is_none_or(|o| std::mem::discriminant(&o) == std::mem::discriminant(&part));
+    if want(ShowPart::Plan) {
+        match core.store.artifact(&id, &ArtifactName::plan()).await? {
+            Some(bytes) => {
+                let plan: Plan = serde_json::from_slice(&bytes).context("the stored plan is corrupt")?;
+                out::line(format!("# Plan\n{}", plan.summary));
+                for (i, step) in plan.steps.iter().enumerate() {
+                    out::line(format!("{}. {} [{}]", i + 1, step.description, step.files.join(", ")));
+                }
+                for c in &plan.acceptance_criteria {
+                    out::line(format!("   ✓ {c}"));
+                }
+            }
+            None => out::line("# Plan\n(none yet)"),
+        }
+    }
+    if want(ShowPart::Diff) {
+        match patch_round {
+            Some(round) => {
+                let bytes = core.store.artifact(&id, &ArtifactName::patch(round)).await?.unwrap_or_default();
+                out::line(format!("# Diff (round {round})\n{}", String::from_utf8_lossy(&bytes).trim_end()));
+            }
+            None => out::line("# Diff\n(none yet)"),
+        }
+    }
+    if want(ShowPart::Report) {
+        match report_round {
+            Some(round) => {
+                let bytes = core.store.artifact(&id, &ArtifactName::report(round)).await?.unwrap_or_default();
+                let report: TestReport = serde_json::from_slice(&bytes).context("the stored report is corrupt")?;
+                let verdict = if report.passed { "passed" } else { "failed" };
+                out::line(format!(
+                    "# Tests (round {round}): {verdict} in {} ms, `{}` ({:?})",
+                    report.duration_ms, report.command, report.isolation
+                ));
+                if let Some(c) = report.counts {
+                    out::line(format!("{} passed, {} failed, {} skipped", c.passed, c.failed, c.skipped));
+                }
+                if !report.failing_tests.is_empty() {
+                    out::line(format!("failing: {}", report.failing_tests.join(", ")));
+                }
+                out::line(report.output_tail.trim_end());
+            }
+            None => out::line("# Tests\n(none yet)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn apply(task: &str, home: &Home) -> Result<ExitCode> {
+    let core = Core::open(home)?;
+    let id = resolve(&core, task).await?;
+    let summary = core.store.task(&id).await?;
+    let TaskState::AwaitingReview { round } = summary.state else {
+        bail!("task {} is {}, not awaiting review; only a proposed change can be applied", id.short(), summary.state);
+    };
+    let patch = core
+        .store
+        .artifact(&id, &ArtifactName::patch(round))
+        .await?
+        .with_context(|| format!("task {} has no stored patch for round {round}", id.short()))?;
+    let patch = String::from_utf8(patch).context("the stored patch is not UTF-8")?;
+    let repo = Path::new(&summary.task.repo);
+    core.workspace.apply_to_repo(repo, &patch).await.with_context(|| {
+        format!(
+            "nothing was changed; the repository moved since {} in a way that conflicts with the change: \
+             see `cadre show {} --only diff`, then start a new task from the current HEAD",
+            &summary.task.base_commit.as_str()[..12],
+            id.short()
+        )
+    })?;
+    let (state, applied) = core
+        .store
+        .append(&id, vec![Event::Applied { round }], core.clock.now(), Some(|s| matches!(s, TaskState::AwaitingReview { .. })))
+        .await?;
+    if !applied {
+        bail!("the change was applied to the working tree, but the task had meanwhile become {state}");
+    }
+    out::line(format!("applied round {round} of task {} to {}; review with `git diff` and commit", id.short(), repo.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn reject(task: &str, reason: Option<String>, home: &Home) -> Result<ExitCode> {
+    let core = Core::open(home)?;
+    let id = resolve(&core, task).await?;
+    let (state, done) = core
+        .store
+        .append(&id, vec![Event::Rejected { reason }], core.clock.now(), Some(|s| matches!(s, TaskState::AwaitingReview { .. })))
+        .await?;
+    if !done {
+        bail!("task {} is {state}, not awaiting review; to stop a running task use `cadre cancel`", id.short());
+    }
+    out::line(format!("rejected task {}", id.short()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn cancel(task: &str, home: &Home) -> Result<ExitCode> {
+    let core = Core::open(home)?;
+    let id = resolve(&core, task).await?;
+    let (state, cancelled) = cadre_engine::cancel(core.store.as_ref(), core.clock.as_ref(), &id, None).await?;
+    if !cancelled {
+        bail!("task {} is already {state}", id.short());
+    }
+    out::line(format!("cancelled task {}", id.short()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn resume(task: &str, home: &Home) -> Result<ExitCode> {
+    let core = Core::open(home)?;
+    let id = resolve(&core, task).await?;
+    match cadre_engine::resume(core.store.as_ref(), core.queue.as_ref(), &id).await? {
+        Some(payload) => out::line(format!(
+            "re-published the {} step of task {}; `cadre serve-worker` runs it",
+            payload.kind(),
+            id.short()
+        )),
+        None => out::line(format!("task {} waits for no step", id.short())),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,202 @@
+//! The composition root: reads configuration once and builds the adapters behind each port.
+//!
+//! This is the only place that reads environment variables and the only place that knows which
+//! adapter implements which port.
+
+use anyhow::{bail, Context, Result};
+use cadre_domain::ports::clock::SystemClock;
+use cadre_domain::ports::{Clock, Model, Queue, StateStore};
+use cadre_domain::Ports;
+use cadre_model::{
+    parse_model_spec, ApiKey, GeminiConfig, GeminiModel, ModelSpec, OpenAiCompatConfig, OpenAiCompatModel,
+    RecordingModel, ReplayModel,
+};
+use cadre_queue::{EmbeddedQueue, QueueConfig};
+use cadre_sandbox::HostSandbox;
+use cadre_store::SqliteStore;
+use cadre_vcs::GitWorkspace;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::ModelArgs;
+
+/// The name of the embedded queue that carries step messages.
+const STEPS_QUEUE: &str = "steps";
+
+/// Environment variables Cadre reads, read once at start.
+#[derive(Debug, Default)]
+pub(crate) struct Environment {
+    gemini_api_key: Option<String>,
+    gemini_base_url: Option<String>,
+    openai_api_key: Option<String>,
+    xdg_data_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+    pub(crate) log_filter: Option<String>,
+}
+
+impl Environment {
+    #[allow(clippy::disallowed_methods)] // The one place configuration is read from the environment.
+    pub(crate) fn read() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Environment {
+            gemini_api_key: var("GEMINI_API_KEY").or_else(|| var("GOOGLE_API_KEY")),
+            gemini_base_url: var("CADRE_GEMINI_BASE_URL"),
+            openai_api_key: var("OPENAI_API_KEY"),
+            xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
+            home: var("HOME").map(PathBuf::from),
+            log_filter: var("CADRE_LOG"),
+        }
+    }
+}
+
+/// Where Cadre keeps its state.
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    pub(crate) root: PathBuf,
+}
+
+impl Home {
+    pub(crate) fn resolve(flag: Option<PathBuf>, env: &Environment) -> Result<Self> {
+        let root = match (flag, &env.xdg_data_home, &env.home) {
+            (Some(dir), _, _) => dir,
+            (None, Some(xdg), _) => xdg.join("cadre"),
+            (None, None, Some(home)) => home.join(".local/share/cadre"),
+            (None, None, None) => bail!("cannot tell where to keep Cadre's data; pass --home DIR or set CADRE_HOME"),
+        };
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create Cadre's data directory {}", root.display()))?;
+        Ok(Home { root })
+    }
+
+    pub(crate) fn database(&self) -> PathBuf {
+        self.root.join("cadre.db")
+    }
+
+    pub(crate) fn worktrees(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+}
+
+/// The adapters every command needs: the store, the queue, git, and time.
+pub(crate) struct Core {
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) workspace: Arc<GitWorkspace>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Core {
+    pub(crate) fn open(home: &Home) -> Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let db = home.database();
+        let store = SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
+        let queue = EmbeddedQueue::open(&db, STEPS_QUEUE, QueueConfig::default(), clock.clone())
+            .with_context(|| format!("cannot open the queue at {}", db.display()))?;
+        Ok(Core {
+            store: Arc::new(store),
+            queue: Arc::new(queue),
+            workspace: Arc::new(GitWorkspace::new(home.worktrees())),
+            clock,
+        })
+    }
+
+    /// Every port, with the model and the (unisolated) host sandbox, for commands that run steps.
+    pub(crate) fn ports(&self, model: Arc<dyn Model>) -> Ports {
+        Ports {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            model,
+            sandbox: Arc::new(HostSandbox::new()),
+            workspace: self.workspace.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// Builds the model from `--model` and the environment, failing early with the fix when a key is missing.
+pub(crate) fn model(args: &ModelArgs, env: &Environment) -> Result<(Arc<dyn Model>, Option<String>)> {
+    let spec = parse_model_spec(&args.model)?;
+    let (model, endpoint): (Arc<dyn Model>, Option<String>) = match spec {
+        ModelSpec::Gemini { model } => {
+            let Some(key) = env.gemini_api_key.clone() else {
+                bail!(
+                    "GEMINI_API_KEY is not set; export it (a key from Google AI Studio), \
+                     or use --model openai:MODEL@URL for a local server, or --model replay:FILE"
+                );
+            };
+            let mut config = GeminiConfig::new(ApiKey::new(key)?);
+            if let Some(model) = model {
+                config.model = model;
+            }
+            if let Some(url) = &env.gemini_base_url {
+                config.base_url = url.clone();
+            }
+            let endpoint = config.base_url.clone();
+            (Arc::new(GeminiModel::new(config)?), Some(endpoint))
+        }
+        ModelSpec::OpenAi { model, base_url } => {
+            let mut config = OpenAiCompatConfig::new(base_url.clone(), model);
+            if let Some(key) = &env.openai_api_key {
+                config.api_key = Some(ApiKey::new(key.clone())?);
+            }
+            (Arc::new(OpenAiCompatModel::new(config)?), Some(base_url))
+        }
+        ModelSpec::Replay { path } => (Arc::new(ReplayModel::open(&path)?), None),
+    };
+    let model: Arc<dyn Model> = match &args.record {
+        Some(file) => Arc::new(RecordingModel::new(model, file.clone())?),
+        None => model,
+    };
+    Ok((model, endpoint))
+}
+
+/// Checks that a model endpoint accepts connections, so an unreachable server is reported at once
+/// instead of after the engine's retries. Costs a TCP connect, no tokens.
+pub(crate) async fn check_reachable(endpoint: &str) -> Result<()> {
+    let (host, port) = host_port(endpoint)
+        .with_context(|| format!("model endpoint {endpoint:?} is not a URL; give it as http(s)://HOST[:PORT][/PATH]"))?;
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            bail!("model endpoint {endpoint} is unreachable: {error}; check the URL and that the server is running")
+        }
+        Err(_) => bail!("model endpoint {endpoint} did not answer within 5 s; check the URL and your network"),
+    }
+}
+
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').map_or(Some(default_port), |p| p.parse().ok())?;
+        return Some((host.to_owned(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((authority.to_owned(), default_port)),
+    }
+    .filter(|(host, _)| !host.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_port_reads_common_urls() {
+        assert_eq!(host_port("http://127.0.0.1:8080/v1"), Some(("127.0.0.1".into(), 8080)));
+        assert_eq!(host_port("https://generativelanguage.googleapis.com"), Some(("generativelanguage.googleapis.com".into(), 443)));
+        assert_eq!(host_port("http://[::1]:9/x"), Some(("::1".into(), 9)));
+        assert_eq!(host_port("ftp://x"), None);
+        assert_eq!(host_port("nonsense"), None);
+    }
+}

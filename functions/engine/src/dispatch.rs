@@ -1,0 +1,15 @@
+//! Routes an envelope to its step. The match is exhaustive, so a new step cannot be forgotten here.
+
+use cadre_domain::step::{StepError, StepOutcome};
+use cadre_domain::{Envelope, Ports, StepPayload, Task};
+
+/// Runs the step `envelope` asks for.
+pub(crate) async fn run_step(envelope: &Envelope, task: &Task, ports: &Ports) -> Result<StepOutcome, StepError> {
+    let trace = &envelope.trace_id;
+    match envelope.payload {
+        StepPayload::Plan => cadre_steps::plan(task, trace, ports).await,
+        StepPayload::Generate { round } => cadre_steps::generate(task, round, trace, ports).await,
+        StepPayload::Test { round } => cadre_steps::test(task, round, trace, ports).await,
+        StepPayload::Review { round } => cadre_steps::review(task, round).await,
+    }
+}

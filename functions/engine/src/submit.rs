@@ -1,0 +1,78 @@
+//! Starting, resuming and cancelling tasks.
+
+use cadre_domain::event::Event;
+use cadre_domain::ports::queue::{OutgoingMessage, QueueError};
+use cadre_domain::ports::store::StoreError;
+use cadre_domain::ports::{Clock, Queue, StateStore};
+use cadre_domain::{Envelope, Ports, StepPayload, Task, TaskId, TaskState, TraceId};
+use std::time::Duration;
+
+/// Why a task could not be submitted, resumed or cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Stores `task` and publishes its first message.
+///
+/// # Errors
+/// Store and queue failures. If the publish fails after the task was stored, [`resume`] publishes it.
+pub async fn submit(ports: &Ports, task: &Task) -> Result<Envelope, EngineError> {
+    ports.store.create_task(task).await?;
+    let envelope = Envelope::new(task.id.clone(), TraceId::for_task(&task.id), StepPayload::Plan);
+    publish_one(ports.queue.as_ref(), &envelope).await?;
+    Ok(envelope)
+}
+
+/// Publishes the message a task in its current state is waiting for, for a task whose message was lost
+/// (e.g. a crash between storing and publishing, or a dead letter that was fixed). Safe to call any time:
+/// a message still queued is not duplicated (same id), and a step already committed only re-publishes
+/// its next messages. Returns the payload published, or `None` when the task waits for nothing.
+///
+/// # Errors
+/// Store and queue failures.
+pub async fn resume(
+    store: &dyn StateStore,
+    queue: &dyn Queue,
+    task: &TaskId,
+) -> Result<Option<StepPayload>, EngineError> {
+    let summary = store.task(task).await?;
+    let payload = match summary.state {
+        TaskState::Queued | TaskState::Planning => StepPayload::Plan,
+        TaskState::Generating { round } => StepPayload::Generate { round },
+        TaskState::Testing { round } => StepPayload::Test { round },
+        TaskState::AwaitingReview { .. }
+        | TaskState::Applied
+        | TaskState::Rejected
+        | TaskState::Failed
+        | TaskState::Cancelled => return Ok(None),
+    };
+    let envelope = Envelope::new(task.clone(), TraceId::for_task(task), payload.clone());
+    publish_one(queue, &envelope).await?;
+    Ok(Some(payload))
+}
+
+/// Cancels a task that has not finished. Returns the state found and whether it was cancelled.
+/// A step running for it stops at its next heartbeat and its result is discarded.
+///
+/// # Errors
+/// Store failures, and [`StoreError::TaskNotFound`].
+pub async fn cancel(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    task: &TaskId,
+    reason: Option<String>,
+) -> Result<(TaskState, bool), EngineError> {
+    let cancellable = |s: TaskState| !s.is_terminal();
+    Ok(store.append(task, vec![Event::Cancelled { reason }], clock.now(), Some(cancellable)).await?)
+}
+
+async fn publish_one(queue: &dyn Queue, envelope: &Envelope) -> Result<(), QueueError> {
+    let message = OutgoingMessage { id: envelope.message_id.clone(), body: envelope.to_bytes(), delay: Duration::ZERO };
+    queue.publish(vec![message]).await
+}

@@ -1,0 +1,5 @@
+//! The engine over the embedded adapters: real SQLite queue and store, real git worktrees, real
+//! processes, and a model reached over HTTP through a local wire-format server.
+
+mod delivery;
+mod support;
