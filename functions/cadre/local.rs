@@ -16,7 +16,12 @@ use crate::wiring::{self, Core, Environment, Home};
 /// How often progress is polled from the store.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
-pub(crate) async fn task(args: TaskArgs, config: EngineConfig, home: &Home, env: &Environment) -> Result<ExitCode> {
+pub(crate) async fn task(
+    args: TaskArgs,
+    config: EngineConfig,
+    home: &Home,
+    env: &Environment,
+) -> Result<ExitCode> {
     let goal = args.goal.trim();
     if goal.is_empty() {
         bail!("the goal is empty; say what you want done, e.g. cadre task --repo . \"make test_add pass\"");
@@ -28,7 +33,11 @@ pub(crate) async fn task(args: TaskArgs, config: EngineConfig, home: &Home, env:
     let repo = cadre_domain::ports::Workspace::inspect(core.workspace.as_ref(), &args.repo).await?;
     if !repo.dirty.is_empty() && !args.allow_dirty {
         let shown: Vec<&str> = repo.dirty.iter().take(5).map(String::as_str).collect();
-        let more = if repo.dirty.len() > 5 { format!(" and {} more", repo.dirty.len() - 5) } else { String::new() };
+        let more = if repo.dirty.len() > 5 {
+            format!(" and {} more", repo.dirty.len() - 5)
+        } else {
+            String::new()
+        };
         bail!(
             "{} has uncommitted changes ({}{more}); Cadre works from the last commit and would not see them: \
              commit or stash them, or pass --allow-dirty to work from HEAD anyway",
@@ -56,9 +65,18 @@ pub(crate) async fn task(args: TaskArgs, config: EngineConfig, home: &Home, env:
     };
     let ports = core.ports(model.clone());
     cadre_engine::submit(&ports, &task).await.context("cannot queue the task")?;
-    out::line(format!("task {} on {} at {} ({})", task.id, task.repo, &repo.head.as_str()[..12], model.describe()));
+    out::line(format!(
+        "task {} on {} at {} ({})",
+        task.id,
+        task.repo,
+        &repo.head.as_str()[..12],
+        model.describe()
+    ));
     if args.detach {
-        out::line(format!("queued; run `cadre serve-worker` to work on it, and `cadre status {}` to follow it", task.id.short()));
+        out::line(format!(
+            "queued; run `cadre serve-worker` to work on it, and `cadre status {}` to follow it",
+            task.id.short()
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let engine = Engine::new(ports, config);

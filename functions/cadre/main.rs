@@ -26,7 +26,9 @@ fn main() -> ExitCode {
     install_logging(cli.log_format, &cli.command, env.log_filter.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(error) => return report(&anyhow::Error::new(error).context("cannot start the async runtime")),
+        Err(error) => {
+            return report(&anyhow::Error::new(error).context("cannot start the async runtime"))
+        }
     };
     match runtime.block_on(run(cli, &env)) {
         Ok(code) => code,
@@ -39,11 +41,21 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
     if cli.visibility_timeout == 0 {
         anyhow::bail!("--visibility-timeout 0 would hand every message to every worker; use 1 or more seconds");
     }
-    let engine = EngineConfig { visibility: Duration::from_secs(cli.visibility_timeout), ..EngineConfig::default() };
+    let engine = EngineConfig {
+        visibility: Duration::from_secs(cli.visibility_timeout),
+        ..EngineConfig::default()
+    };
     match cli.command {
         Command::Task(args) => local::task(args, engine, &home, env).await,
         Command::ServeWorker { model, until_idle, concurrency } => {
-            local::serve_worker(&model, until_idle, EngineConfig { concurrency, ..engine }, &home, env).await
+            local::serve_worker(
+                &model,
+                until_idle,
+                EngineConfig { concurrency, ..engine },
+                &home,
+                env,
+            )
+            .await
         }
         Command::Status { task } => review::status(task, &home).await,
         Command::Show { task, only } => review::show(&task, only, &home).await,

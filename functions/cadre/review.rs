@@ -59,14 +59,22 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
         Event::TestsFinished { round, .. } => Some(round),
         _ => None,
     });
-    let want = |part: ShowPart| only.is_none_or(|o| std::mem::discriminant(&o) == std::mem::discriminant(&part));
+    let want = |part: ShowPart| {
+        only.is_none_or(|o| std::mem::discriminant(&o) == std::mem::discriminant(&part))
+    };
     if want(ShowPart::Plan) {
         match core.store.artifact(&id, &ArtifactName::plan()).await? {
             Some(bytes) => {
-                let plan: Plan = serde_json::from_slice(&bytes).context("the stored plan is corrupt")?;
+                let plan: Plan =
+                    serde_json::from_slice(&bytes).context("the stored plan is corrupt")?;
                 out::line(format!("# Plan\n{}", plan.summary));
                 for (i, step) in plan.steps.iter().enumerate() {
-                    out::line(format!("{}. {} [{}]", i + 1, step.description, step.files.join(", ")));
+                    out::line(format!(
+                        "{}. {} [{}]",
+                        i + 1,
+                        step.description,
+                        step.files.join(", ")
+                    ));
                 }
                 for c in &plan.acceptance_criteria {
                     out::line(format!("   ✓ {c}"));
@@ -78,8 +86,15 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
     if want(ShowPart::Diff) {
         match patch_round {
             Some(round) => {
-                let bytes = core.store.artifact(&id, &ArtifactName::patch(round)).await?.unwrap_or_default();
-                out::line(format!("# Diff (round {round})\n{}", String::from_utf8_lossy(&bytes).trim_end()));
+                let bytes = core
+                    .store
+                    .artifact(&id, &ArtifactName::patch(round))
+                    .await?
+                    .unwrap_or_default();
+                out::line(format!(
+                    "# Diff (round {round})\n{}",
+                    String::from_utf8_lossy(&bytes).trim_end()
+                ));
             }
             None => out::line("# Diff\n(none yet)"),
         }
@@ -87,15 +102,23 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
     if want(ShowPart::Report) {
         match report_round {
             Some(round) => {
-                let bytes = core.store.artifact(&id, &ArtifactName::report(round)).await?.unwrap_or_default();
-                let report: TestReport = serde_json::from_slice(&bytes).context("the stored report is corrupt")?;
+                let bytes = core
+                    .store
+                    .artifact(&id, &ArtifactName::report(round))
+                    .await?
+                    .unwrap_or_default();
+                let report: TestReport =
+                    serde_json::from_slice(&bytes).context("the stored report is corrupt")?;
                 let verdict = if report.passed { "passed" } else { "failed" };
                 out::line(format!(
                     "# Tests (round {round}): {verdict} in {} ms, `{}` ({:?})",
                     report.duration_ms, report.command, report.isolation
                 ));
                 if let Some(c) = report.counts {
-                    out::line(format!("{} passed, {} failed, {} skipped", c.passed, c.failed, c.skipped));
+                    out::line(format!(
+                        "{} passed, {} failed, {} skipped",
+                        c.passed, c.failed, c.skipped
+                    ));
                 }
                 if !report.failing_tests.is_empty() {
                     out::line(format!("failing: {}", report.failing_tests.join(", ")));
@@ -113,13 +136,16 @@ pub(crate) async fn apply(task: &str, home: &Home) -> Result<ExitCode> {
     let id = resolve(&core, task).await?;
     let summary = core.store.task(&id).await?;
     let TaskState::AwaitingReview { round } = summary.state else {
-        bail!("task {} is {}, not awaiting review; only a proposed change can be applied", id.short(), summary.state);
+        bail!(
+            "task {} is {}, not awaiting review; only a proposed change can be applied",
+            id.short(),
+            summary.state
+        );
     };
-    let patch = core
-        .store
-        .artifact(&id, &ArtifactName::patch(round))
-        .await?
-        .with_context(|| format!("task {} has no stored patch for round {round}", id.short()))?;
+    let patch =
+        core.store.artifact(&id, &ArtifactName::patch(round)).await?.with_context(|| {
+            format!("task {} has no stored patch for round {round}", id.short())
+        })?;
     let patch = String::from_utf8(patch).context("the stored patch is not UTF-8")?;
     let repo = Path::new(&summary.task.repo);
     core.workspace.apply_to_repo(repo, &patch).await.with_context(|| {
@@ -132,12 +158,23 @@ pub(crate) async fn apply(task: &str, home: &Home) -> Result<ExitCode> {
     })?;
     let (state, applied) = core
         .store
-        .append(&id, vec![Event::Applied { round }], core.clock.now(), Some(|s| matches!(s, TaskState::AwaitingReview { .. })))
+        .append(
+            &id,
+            vec![Event::Applied { round }],
+            core.clock.now(),
+            Some(|s| matches!(s, TaskState::AwaitingReview { .. })),
+        )
         .await?;
     if !applied {
-        bail!("the change was applied to the working tree, but the task had meanwhile become {state}");
+        bail!(
+            "the change was applied to the working tree, but the task had meanwhile become {state}"
+        );
     }
-    out::line(format!("applied round {round} of task {} to {}; review with `git diff` and commit", id.short(), repo.display()));
+    out::line(format!(
+        "applied round {round} of task {} to {}; review with `git diff` and commit",
+        id.short(),
+        repo.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,10 +183,18 @@ pub(crate) async fn reject(task: &str, reason: Option<String>, home: &Home) -> R
     let id = resolve(&core, task).await?;
     let (state, done) = core
         .store
-        .append(&id, vec![Event::Rejected { reason }], core.clock.now(), Some(|s| matches!(s, TaskState::AwaitingReview { .. })))
+        .append(
+            &id,
+            vec![Event::Rejected { reason }],
+            core.clock.now(),
+            Some(|s| matches!(s, TaskState::AwaitingReview { .. })),
+        )
         .await?;
     if !done {
-        bail!("task {} is {state}, not awaiting review; to stop a running task use `cadre cancel`", id.short());
+        bail!(
+            "task {} is {state}, not awaiting review; to stop a running task use `cadre cancel`",
+            id.short()
+        );
     }
     out::line(format!("rejected task {}", id.short()));
     Ok(ExitCode::SUCCESS)
@@ -158,7 +203,8 @@ pub(crate) async fn reject(task: &str, reason: Option<String>, home: &Home) -> R
 pub(crate) async fn cancel(task: &str, home: &Home) -> Result<ExitCode> {
     let core = Core::open(home)?;
     let id = resolve(&core, task).await?;
-    let (state, cancelled) = cadre_engine::cancel(core.store.as_ref(), core.clock.as_ref(), &id, None).await?;
+    let (state, cancelled) =
+        cadre_engine::cancel(core.store.as_ref(), core.clock.as_ref(), &id, None).await?;
     if !cancelled {
         bail!("task {} is already {state}", id.short());
     }

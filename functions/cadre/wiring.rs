@@ -8,8 +8,8 @@ use cadre_domain::ports::clock::SystemClock;
 use cadre_domain::ports::{Clock, Model, Queue, StateStore};
 use cadre_domain::Ports;
 use cadre_model::{
-    parse_model_spec, ApiKey, GeminiConfig, GeminiModel, ModelSpec, OpenAiCompatConfig, OpenAiCompatModel,
-    RecordingModel, ReplayModel,
+    parse_model_spec, ApiKey, GeminiConfig, GeminiModel, ModelSpec, OpenAiCompatConfig,
+    OpenAiCompatModel, RecordingModel, ReplayModel,
 };
 use cadre_queue::{EmbeddedQueue, QueueConfig};
 use cadre_sandbox::HostSandbox;
@@ -62,7 +62,9 @@ impl Home {
             (Some(dir), _, _) => dir,
             (None, Some(xdg), _) => xdg.join("cadre"),
             (None, None, Some(home)) => home.join(".local/share/cadre"),
-            (None, None, None) => bail!("cannot tell where to keep Cadre's data; pass --home DIR or set CADRE_HOME"),
+            (None, None, None) => {
+                bail!("cannot tell where to keep Cadre's data; pass --home DIR or set CADRE_HOME")
+            }
         };
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create Cadre's data directory {}", root.display()))?;
@@ -90,7 +92,8 @@ impl Core {
     pub(crate) fn open(home: &Home) -> Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let db = home.database();
-        let store = SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
+        let store = SqliteStore::open(&db)
+            .with_context(|| format!("cannot open the store at {}", db.display()))?;
         let queue = EmbeddedQueue::open(&db, STEPS_QUEUE, QueueConfig::default(), clock.clone())
             .with_context(|| format!("cannot open the queue at {}", db.display()))?;
         Ok(Core {
@@ -115,7 +118,10 @@ impl Core {
 }
 
 /// Builds the model from `--model` and the environment, failing early with the fix when a key is missing.
-pub(crate) fn model(args: &ModelArgs, env: &Environment) -> Result<(Arc<dyn Model>, Option<String>)> {
+pub(crate) fn model(
+    args: &ModelArgs,
+    env: &Environment,
+) -> Result<(Arc<dyn Model>, Option<String>)> {
     let spec = parse_model_spec(&args.model)?;
     let (model, endpoint): (Arc<dyn Model>, Option<String>) = match spec {
         ModelSpec::Gemini { model } => {
@@ -154,15 +160,18 @@ pub(crate) fn model(args: &ModelArgs, env: &Environment) -> Result<(Arc<dyn Mode
 /// Checks that a model endpoint accepts connections, so an unreachable server is reported at once
 /// instead of after the engine's retries. Costs a TCP connect, no tokens.
 pub(crate) async fn check_reachable(endpoint: &str) -> Result<()> {
-    let (host, port) = host_port(endpoint)
-        .with_context(|| format!("model endpoint {endpoint:?} is not a URL; give it as http(s)://HOST[:PORT][/PATH]"))?;
+    let (host, port) = host_port(endpoint).with_context(|| {
+        format!("model endpoint {endpoint:?} is not a URL; give it as http(s)://HOST[:PORT][/PATH]")
+    })?;
     let connect = tokio::net::TcpStream::connect((host.as_str(), port));
     match tokio::time::timeout(Duration::from_secs(5), connect).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => {
             bail!("model endpoint {endpoint} is unreachable: {error}; check the URL and that the server is running")
         }
-        Err(_) => bail!("model endpoint {endpoint} did not answer within 5 s; check the URL and your network"),
+        Err(_) => bail!(
+            "model endpoint {endpoint} did not answer within 5 s; check the URL and your network"
+        ),
     }
 }
 
@@ -194,7 +203,10 @@ mod tests {
     #[test]
     fn host_port_reads_common_urls() {
         assert_eq!(host_port("http://127.0.0.1:8080/v1"), Some(("127.0.0.1".into(), 8080)));
-        assert_eq!(host_port("https://generativelanguage.googleapis.com"), Some(("generativelanguage.googleapis.com".into(), 443)));
+        assert_eq!(
+            host_port("https://generativelanguage.googleapis.com"),
+            Some(("generativelanguage.googleapis.com".into(), 443))
+        );
         assert_eq!(host_port("http://[::1]:9/x"), Some(("::1".into(), 9)));
         assert_eq!(host_port("ftp://x"), None);
         assert_eq!(host_port("nonsense"), None);

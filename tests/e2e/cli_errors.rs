@@ -35,7 +35,10 @@ async fn no_model_configured() {
     let repo = Repo::new(BROKEN_CALC);
     let out = Cadre::new().run(&["task", "--repo", repo.path().to_str().unwrap(), "do it"]).await;
     assert_clear_error(out, &["GEMINI_API_KEY is not set", "--model openai:"]);
-    let out = Cadre::new().env("CADRE_MODEL", "claude").run(&["task", "--repo", repo.path().to_str().unwrap(), "x"]).await;
+    let out = Cadre::new()
+        .env("CADRE_MODEL", "claude")
+        .run(&["task", "--repo", repo.path().to_str().unwrap(), "x"])
+        .await;
     assert_clear_error(out, &["model spec \"claude\" is not valid", "openai:<model>@<base_url>"]);
 }
 
@@ -54,7 +57,10 @@ async fn an_unreachable_model_is_reported_before_any_task_is_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_task_id() {
     let cadre = Cadre::new();
-    assert_clear_error(cadre.run(&["show", "0193aaaa-0000-7000-8000-000000000000"]).await, &["no task with id", "cadre status"]);
+    assert_clear_error(
+        cadre.run(&["show", "0193aaaa-0000-7000-8000-000000000000"]).await,
+        &["no task with id", "cadre status"],
+    );
     assert_clear_error(cadre.run(&["apply", "zzzz"]).await, &["matches 0 tasks", "cadre status"]);
 }
 
@@ -73,12 +79,17 @@ async fn a_task_that_fails_says_why_and_exits_1() {
     });
     let repo = Repo::new(BROKEN_CALC);
     let cadre = Cadre::new().gemini(&server.base_url());
-    let out = cadre.run(&["task", "--repo", repo.path().to_str().unwrap(), "fix add"]).await.expect_code(1);
+    let out = cadre
+        .run(&["task", "--repo", repo.path().to_str().unwrap(), "fix add"])
+        .await
+        .expect_code(1);
     assert!(out.stdout.contains("task ended failed"), "{}", out.stdout);
     let task = cadre.only_task_id().await;
     let log = cadre.log(&task).await;
     assert!(
-        log.iter().any(|l| l.contains("failed in generate: the model's edits did not apply after 3 tries")),
+        log.iter().any(
+            |l| l.contains("failed in generate: the model's edits did not apply after 3 tries")
+        ),
         "{log:#?}"
     );
     assert!(repo.read("calc.py").contains("a - b"));

@@ -17,7 +17,8 @@ const RIGHT_FIX: &str = "The bug is the operator.\n\ncalc.py\n<<<<<<< SEARCH\nde
 const WRONG_FIX: &str = "calc.py\n<<<<<<< SEARCH\ndef add(a, b):\n    return a - b\n=======\ndef add(a, b):\n    return a + b + 1\n>>>>>>> REPLACE\n";
 
 /// Second round: the worktree already holds the wrong fix, so SEARCH copies it.
-const FIX_OF_WRONG_FIX: &str = "calc.py\n<<<<<<< SEARCH\n    return a + b + 1\n=======\n    return a + b\n>>>>>>> REPLACE\n";
+const FIX_OF_WRONG_FIX: &str =
+    "calc.py\n<<<<<<< SEARCH\n    return a + b + 1\n=======\n    return a + b\n>>>>>>> REPLACE\n";
 
 fn is_plan(req: &CapturedRequest) -> bool {
     req.system_text.contains("planning engineer")
@@ -34,12 +35,16 @@ fn good_model(req: &CapturedRequest) -> Scripted {
     } else if is_generate(req) {
         Scripted::Text(RIGHT_FIX.into())
     } else {
-        Scripted::Status { code: 400, body: serde_json::json!({"error": {"message": "unexpected prompt"}}) }
+        Scripted::Status {
+            code: 400,
+            body: serde_json::json!({"error": {"message": "unexpected prompt"}}),
+        }
     }
 }
 
 async fn run_task_to_review(cadre: &Cadre, repo: &Repo) -> String {
-    let out = cadre.run(&["task", "--repo", repo.path().to_str().unwrap(), GOAL]).await.expect_code(0);
+    let out =
+        cadre.run(&["task", "--repo", repo.path().to_str().unwrap(), GOAL]).await.expect_code(0);
     assert!(out.stdout.contains("ready for review"), "{}", out.stdout);
     cadre.only_task_id().await
 }
@@ -49,7 +54,10 @@ async fn gemini_task_reaches_review_and_apply_makes_the_tests_pass() {
     let server = ModelServer::start().await;
     server.respond_with(good_model);
     let repo = Repo::new(BROKEN_CALC);
-    assert!(!repo.sh("python3 -m unittest -q 2>/dev/null"), "the fixture must start with a failing test");
+    assert!(
+        !repo.sh("python3 -m unittest -q 2>/dev/null"),
+        "the fixture must start with a failing test"
+    );
     let cadre = Cadre::new().gemini(&server.base_url());
 
     let task = run_task_to_review(&cadre, &repo).await;
@@ -98,7 +106,11 @@ async fn openai_compatible_task_reaches_review() {
 
     let task = run_task_to_review(&cadre, &repo).await;
     let requests = server.requests();
-    assert!(requests.iter().all(|r| r.path == "/v1/chat/completions"), "{:?}", requests.iter().map(|r| &r.path).collect::<Vec<_>>());
+    assert!(
+        requests.iter().all(|r| r.path == "/v1/chat/completions"),
+        "{:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
     assert_eq!(requests[0].body["model"], "qwen2.5-coder");
     assert_eq!(requests[0].body["response_format"]["type"], "json_schema");
     cadre.run(&["apply", &task]).await.expect_code(0);
@@ -134,7 +146,11 @@ async fn a_failing_first_round_is_fed_back_and_fixed_in_the_second() {
         ],
     );
     // The second round's prompt carried the failing test's name and output.
-    let round2 = server.requests().into_iter().find(|r| r.last_user_text.contains("Round 1 failed")).unwrap();
+    let round2 = server
+        .requests()
+        .into_iter()
+        .find(|r| r.last_user_text.contains("Round 1 failed"))
+        .unwrap();
     assert!(round2.last_user_text.contains("test_add"), "{}", round2.last_user_text);
     assert!(round2.last_user_text.contains("AssertionError: 6 != 5"), "{}", round2.last_user_text);
 
@@ -165,7 +181,7 @@ async fn edits_that_do_not_apply_are_sent_back_and_never_written_half_applied() 
     run_task_to_review(&cadre, &repo).await;
 
     assert_eq!(generate_calls.load(Ordering::SeqCst), 2);
-    let correction = server.requests().into_iter().filter(|r| is_generate(r)).nth(1).unwrap();
+    let correction = server.requests().into_iter().filter(is_generate).nth(1).unwrap();
     assert!(
         correction.last_user_text.contains("block 2: the SEARCH text was not found in `calc.py`"),
         "{}",
@@ -192,8 +208,17 @@ async fn a_worker_killed_mid_step_is_finished_by_a_new_worker_without_redoing_co
     let repo = Repo::new(BROKEN_CALC);
     let cadre = Cadre::new().gemini(&server.base_url());
 
-    let mut first =
-        cadre.command(&["--visibility-timeout", "2", "task", "--repo", repo.path().to_str().unwrap(), GOAL]).spawn().unwrap();
+    let mut first = cadre
+        .command(&[
+            "--visibility-timeout",
+            "2",
+            "task",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            GOAL,
+        ])
+        .spawn()
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while generate_calls.load(Ordering::SeqCst) == 0 {
         assert!(tokio::time::Instant::now() < deadline, "the first worker never reached generate");
@@ -213,7 +238,11 @@ async fn a_worker_killed_mid_step_is_finished_by_a_new_worker_without_redoing_co
     let log = cadre.log(&task).await;
     let count = |prefix: &str| log.iter().filter(|l| l.starts_with(prefix)).count();
     assert_eq!(count("plan ready"), 1, "{log:#?}");
-    assert_eq!(count("plan started"), 1, "the plan was committed before the kill and must not run again: {log:#?}");
+    assert_eq!(
+        count("plan started"),
+        1,
+        "the plan was committed before the kill and must not run again: {log:#?}"
+    );
     assert_eq!(count("generate round 1 started"), 2, "generate ran again after the kill: {log:#?}");
     assert_eq!(count("patch round 1"), 1, "{log:#?}");
     assert_eq!(count("tests round 1"), 1, "{log:#?}");

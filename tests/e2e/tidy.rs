@@ -34,7 +34,9 @@ fn normal_dependencies(manifest: &Path) -> Vec<String> {
             continue;
         }
         if in_deps {
-            if let Some(name) = line.split(['=', '.', ' ']).next().filter(|n| !n.is_empty() && !n.starts_with('#')) {
+            if let Some(name) =
+                line.split(['=', '.', ' ']).next().filter(|n| !n.is_empty() && !n.starts_with('#'))
+            {
                 deps.push(name.to_owned());
             }
         }
@@ -64,7 +66,10 @@ fn every_workspace_crate_is_listed_and_documented() {
     let architecture = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
     for (dir, _) in ALLOWED {
         assert!(manifest.contains(&format!("\"{dir}\"")), "{dir} is not a workspace member");
-        assert!(architecture.contains(&format!("`{dir}/`")), "ARCHITECTURE.md has no section for `{dir}/`");
+        assert!(
+            architecture.contains(&format!("`{dir}/`")),
+            "ARCHITECTURE.md has no section for `{dir}/`"
+        );
     }
 }
 
@@ -72,6 +77,9 @@ fn every_workspace_crate_is_listed_and_documented() {
 fn only_the_binary_uses_anyhow() {
     for (dir, _) in ALLOWED {
         let deps = normal_dependencies(&root().join(dir).join("Cargo.toml"));
-        assert!(!deps.iter().any(|d| d == "anyhow"), "{dir} uses anyhow; libraries use thiserror enums");
+        assert!(
+            !deps.iter().any(|d| d == "anyhow"),
+            "{dir} uses anyhow; libraries use thiserror enums"
+        );
     }
 }

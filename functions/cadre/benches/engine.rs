@@ -84,7 +84,13 @@ impl Workspace for TimedWorkspace {
     async fn inspect(&self, path: &Path) -> Result<RepoStatus, WorkspaceError> {
         timed!(self, self.0.inspect(path))
     }
-    async fn checkout(&self, repo: &Path, base: &CommitId, patch: Option<&str>, label: &str) -> Result<Worktree, WorkspaceError> {
+    async fn checkout(
+        &self,
+        repo: &Path,
+        base: &CommitId,
+        patch: Option<&str>,
+        label: &str,
+    ) -> Result<Worktree, WorkspaceError> {
         timed!(self, self.0.checkout(repo, base, patch, label))
     }
     async fn list_files(&self, w: &Worktree) -> Result<Vec<String>, WorkspaceError> {
@@ -159,17 +165,22 @@ async fn main() {
     });
     let mut gemini = GeminiConfig::new(ApiKey::new("bench").unwrap());
     gemini.base_url = server.base_url();
-    let (model_t, git_t, sandbox_t) = (Arc::new(Meter::default()), Arc::new(Meter::default()), Arc::new(Meter::default()));
+    let (model_t, git_t, sandbox_t) =
+        (Arc::new(Meter::default()), Arc::new(Meter::default()), Arc::new(Meter::default()));
     let db = dir.path().join("cadre.db");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&db).unwrap());
-    let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(&db, "steps", QueueConfig::default(), clock.clone()).unwrap());
+    let queue: Arc<dyn Queue> =
+        Arc::new(EmbeddedQueue::open(&db, "steps", QueueConfig::default(), clock.clone()).unwrap());
     let ports = Ports {
         store,
         queue: queue.clone(),
         model: Arc::new(TimedModel(Arc::new(GeminiModel::new(gemini).unwrap()), model_t.clone())),
         sandbox: Arc::new(TimedSandbox(HostSandbox::new(), sandbox_t.clone())),
-        workspace: Arc::new(TimedWorkspace(GitWorkspace::new(dir.path().join("worktrees")), git_t.clone())),
+        workspace: Arc::new(TimedWorkspace(
+            GitWorkspace::new(dir.path().join("worktrees")),
+            git_t.clone(),
+        )),
         clock: clock.clone(),
     };
     let config = EngineConfig {
@@ -188,7 +199,11 @@ async fn main() {
             repo: repo.display().to_string(),
             goal: "fix add".into(),
             base_commit: base.clone(),
-            settings: TaskSettings { max_rounds: 1, test_command: Some("sh test.sh".into()), test_timeout_secs: 30 },
+            settings: TaskSettings {
+                max_rounds: 1,
+                test_command: Some("sh test.sh".into()),
+                test_timeout_secs: 30,
+            },
             created_at: clock.now(),
         };
         cadre_engine::submit(&ports, &task).await.unwrap();
@@ -210,8 +225,15 @@ async fn main() {
         }
     }
     let total = started.elapsed();
-    println!("engine bench: {tasks} tasks, {:.1} s, {:.1} tasks/s", total.as_secs_f64(), tasks as f64 / total.as_secs_f64());
-    println!("{:<9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}", "step", "wall p50", "model", "git", "tests", "engine p50", "engine p99");
+    println!(
+        "engine bench: {tasks} tasks, {:.1} s, {:.1} tasks/s",
+        total.as_secs_f64(),
+        tasks as f64 / total.as_secs_f64()
+    );
+    println!(
+        "{:<9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}",
+        "step", "wall p50", "model", "git", "tests", "engine p50", "engine p99"
+    );
     for (step, s) in &per_step {
         println!(
             "{step:<9} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>10.3}ms {:>10.3}ms",
@@ -223,7 +245,8 @@ async fn main() {
             pct(&s.engine, 0.99)
         );
     }
-    let all_engine: Vec<Duration> = per_step.values().flat_map(|s| s.engine.iter().copied()).collect();
+    let all_engine: Vec<Duration> =
+        per_step.values().flat_map(|s| s.engine.iter().copied()).collect();
     let all_wall: Vec<Duration> = per_step.values().flat_map(|s| s.wall.iter().copied()).collect();
     let all_git: Vec<Duration> = per_step.values().flat_map(|s| s.git.iter().copied()).collect();
     println!(

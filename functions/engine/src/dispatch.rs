@@ -4,7 +4,11 @@ use cadre_domain::step::{StepError, StepOutcome};
 use cadre_domain::{Envelope, Ports, StepPayload, Task};
 
 /// Runs the step `envelope` asks for.
-pub(crate) async fn run_step(envelope: &Envelope, task: &Task, ports: &Ports) -> Result<StepOutcome, StepError> {
+pub(crate) async fn run_step(
+    envelope: &Envelope,
+    task: &Task,
+    ports: &Ports,
+) -> Result<StepOutcome, StepError> {
     let trace = &envelope.trace_id;
     match envelope.payload {
         StepPayload::Plan => cadre_steps::plan(task, trace, ports).await,

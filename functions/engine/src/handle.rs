@@ -76,11 +76,17 @@ fn malformed_reason(error: &EnvelopeError) -> String {
     format!("{error}; the message cannot be processed and was kept unchanged")
 }
 
-async fn handle_envelope(ports: &Ports, config: &EngineConfig, delivery: &Delivery, envelope: Envelope) -> Handled {
+async fn handle_envelope(
+    ports: &Ports,
+    config: &EngineConfig,
+    delivery: &Delivery,
+    envelope: Envelope,
+) -> Handled {
     let summary = match ports.store.task(&envelope.task_id).await {
         Ok(summary) => summary,
         Err(StoreError::TaskNotFound(id)) => {
-            return dead_letter(ports, delivery, &format!("task {id} does not exist in the store")).await;
+            return dead_letter(ports, delivery, &format!("task {id} does not exist in the store"))
+                .await;
         }
         Err(error) => return abandon(format!("store unavailable while loading the task: {error}")),
     };
@@ -90,14 +96,33 @@ async fn handle_envelope(ports: &Ports, config: &EngineConfig, delivery: &Delive
     match ports.store.committed_next(&envelope.idempotency_key).await {
         Ok(Some(next)) => return republish(ports, delivery, next).await,
         Ok(None) => {}
-        Err(error) => return abandon(format!("store unavailable while checking idempotency: {error}")),
+        Err(error) => {
+            return abandon(format!("store unavailable while checking idempotency: {error}"))
+        }
     }
 
-    let started = Event::StepStarted { step: envelope.step, round: envelope.payload.round(), attempt: envelope.attempt };
-    match ports.store.append(&envelope.task_id, vec![started], ports.clock.now(), Some(|s: TaskState| !s.is_terminal())).await {
-        Ok((state, false)) => return ack_dropped(ports, delivery, format!("task is {state}")).await,
+    let started = Event::StepStarted {
+        step: envelope.step,
+        round: envelope.payload.round(),
+        attempt: envelope.attempt,
+    };
+    match ports
+        .store
+        .append(
+            &envelope.task_id,
+            vec![started],
+            ports.clock.now(),
+            Some(|s: TaskState| !s.is_terminal()),
+        )
+        .await
+    {
+        Ok((state, false)) => {
+            return ack_dropped(ports, delivery, format!("task is {state}")).await
+        }
         Ok((_, true)) => {}
-        Err(error) => return abandon(format!("store unavailable while recording the start: {error}")),
+        Err(error) => {
+            return abandon(format!("store unavailable while recording the start: {error}"))
+        }
     }
     tracing::info!("step started");
     let begun = ports.clock.now();
@@ -109,7 +134,9 @@ async fn handle_envelope(ports: &Ports, config: &EngineConfig, delivery: &Delive
             fail_task(ports, &envelope, &reason).await;
             return dead_letter(ports, delivery, &reason).await;
         }
-        Guarded::TaskEnded(state) => return ack_dropped(ports, delivery, format!("task became {state} mid-step")).await,
+        Guarded::TaskEnded(state) => {
+            return ack_dropped(ports, delivery, format!("task became {state} mid-step")).await
+        }
     };
     let elapsed_ms = ports.clock.now().millis_since(begun);
 
@@ -137,7 +164,8 @@ async fn run_guarded(
     let step_ports = ports.clone();
     let step_envelope = envelope.clone();
     let mut step = tokio::spawn(
-        async move { run_step(&step_envelope, &task, &step_ports).await }.instrument(tracing::Span::current()),
+        async move { run_step(&step_envelope, &task, &step_ports).await }
+            .instrument(tracing::Span::current()),
     );
     let beat = (config.visibility / 3).max(Duration::from_millis(10));
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
@@ -176,7 +204,13 @@ fn panic_message(join: tokio::task::JoinError) -> String {
         .unwrap_or_else(|| "a non-text panic payload".into())
 }
 
-async fn commit(ports: &Ports, delivery: &Delivery, envelope: &Envelope, outcome: StepOutcome, elapsed_ms: u64) -> Handled {
+async fn commit(
+    ports: &Ports,
+    delivery: &Delivery,
+    envelope: &Envelope,
+    outcome: StepOutcome,
+    elapsed_ms: u64,
+) -> Handled {
     let next = outcome.next.clone();
     let commit = StepCommit {
         task_id: envelope.task_id.clone(),
@@ -194,11 +228,15 @@ async fn commit(ports: &Ports, delivery: &Delivery, envelope: &Envelope, outcome
                     settle_ack(ports, delivery).await;
                     Handled::Completed { step: envelope.step, next: next.len() }
                 }
-                Err(error) => abandon(format!("committed, but publishing the next step failed: {error}")),
+                Err(error) => {
+                    abandon(format!("committed, but publishing the next step failed: {error}"))
+                }
             }
         }
         Ok(CommitOutcome::AlreadyCommitted { next }) => republish(ports, delivery, next).await,
-        Ok(CommitOutcome::TaskFinished { state }) => ack_dropped(ports, delivery, format!("task became {state}")).await,
+        Ok(CommitOutcome::TaskFinished { state }) => {
+            ack_dropped(ports, delivery, format!("task became {state}")).await
+        }
         Err(error) => abandon(format!("store unavailable while committing: {error}")),
     }
 }
@@ -221,7 +259,9 @@ async fn on_step_error(
             error: error.to_string(),
             retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         };
-        if let Err(e) = ports.store.append(&envelope.task_id, vec![event], ports.clock.now(), None).await {
+        if let Err(e) =
+            ports.store.append(&envelope.task_id, vec![event], ports.clock.now(), None).await
+        {
             tracing::warn!(error = %e, "could not record the retry");
         }
         return match ports.queue.retry_later(&delivery.receipt, delay).await {
@@ -265,7 +305,11 @@ async fn publish(ports: &Ports, next: &[Envelope]) -> Result<(), QueueError> {
     }
     let messages = next
         .iter()
-        .map(|e| OutgoingMessage { id: e.message_id.clone(), body: e.to_bytes(), delay: Duration::ZERO })
+        .map(|e| OutgoingMessage {
+            id: e.message_id.clone(),
+            body: e.to_bytes(),
+            delay: Duration::ZERO,
+        })
         .collect();
     ports.queue.publish(messages).await
 }

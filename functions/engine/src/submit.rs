@@ -69,10 +69,16 @@ pub async fn cancel(
     reason: Option<String>,
 ) -> Result<(TaskState, bool), EngineError> {
     let cancellable = |s: TaskState| !s.is_terminal();
-    Ok(store.append(task, vec![Event::Cancelled { reason }], clock.now(), Some(cancellable)).await?)
+    Ok(store
+        .append(task, vec![Event::Cancelled { reason }], clock.now(), Some(cancellable))
+        .await?)
 }
 
 async fn publish_one(queue: &dyn Queue, envelope: &Envelope) -> Result<(), QueueError> {
-    let message = OutgoingMessage { id: envelope.message_id.clone(), body: envelope.to_bytes(), delay: Duration::ZERO };
+    let message = OutgoingMessage {
+        id: envelope.message_id.clone(),
+        body: envelope.to_bytes(),
+        delay: Duration::ZERO,
+    };
     queue.publish(vec![message]).await
 }

@@ -50,7 +50,8 @@ pub async fn gather(
     let all_files = workspace.list_files(worktree).await?;
     let mut ctx = RepoContext { all_files, ..RepoContext::default() };
     let mut total = 0usize;
-    let mut candidates: Vec<String> = wanted.iter().filter(|w| ctx.all_files.contains(w)).cloned().collect();
+    let mut candidates: Vec<String> =
+        wanted.iter().filter(|w| ctx.all_files.contains(w)).cloned().collect();
     if fill_small_repo {
         for f in &ctx.all_files {
             if !candidates.contains(f) {

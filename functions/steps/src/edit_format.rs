@@ -99,11 +99,17 @@ pub fn parse(reply: &str) -> Result<Vec<EditBlock>, Vec<EditError>> {
         let number = blocks.len() + errors.len() + 1;
         let path = path_before(&lines, i);
         let Some(divider) = find_line(&lines, i + 1, DIVIDER) else {
-            errors.push(EditError::Malformed { block: number, why: format!("`{SEARCH}` without a `{DIVIDER}` line") });
+            errors.push(EditError::Malformed {
+                block: number,
+                why: format!("`{SEARCH}` without a `{DIVIDER}` line"),
+            });
             break;
         };
         let Some(end) = find_line(&lines, divider + 1, REPLACE) else {
-            errors.push(EditError::Malformed { block: number, why: format!("`{DIVIDER}` without a `{REPLACE}` line") });
+            errors.push(EditError::Malformed {
+                block: number,
+                why: format!("`{DIVIDER}` without a `{REPLACE}` line"),
+            });
             break;
         };
         if let Some(nested) = find_line(&lines[..divider], i + 1, SEARCH) {
@@ -147,8 +153,10 @@ fn path_before(lines: &[&str], search_line: usize) -> Option<String> {
         if raw.is_empty() || raw.starts_with("```") {
             continue;
         }
-        let cleaned = raw.trim_start_matches("File:").trim().trim_matches(|c| c == '`' || c == '*').trim();
-        let plausible = !cleaned.is_empty() && !cleaned.contains(char::is_whitespace) && cleaned != REPLACE;
+        let cleaned =
+            raw.trim_start_matches("File:").trim().trim_matches(|c| c == '`' || c == '*').trim();
+        let plausible =
+            !cleaned.is_empty() && !cleaned.contains(char::is_whitespace) && cleaned != REPLACE;
         return plausible.then(|| cleaned.trim_start_matches("./").to_owned());
     }
     None
@@ -189,15 +197,26 @@ pub fn apply(
             (Some(existing), true) if existing.trim().is_empty() => {
                 current.insert(block.path.clone(), Some(block.replace.clone()));
             }
-            (Some(_), true) => errors.push(EditError::FileExists { block: number, path: block.path.clone() }),
-            (None, false) => errors.push(EditError::MissingFile { block: number, path: block.path.clone() }),
-            (Some(existing), false) => match replace_once(&existing, &block.search, &block.replace) {
+            (Some(_), true) => {
+                errors.push(EditError::FileExists { block: number, path: block.path.clone() })
+            }
+            (None, false) => {
+                errors.push(EditError::MissingFile { block: number, path: block.path.clone() })
+            }
+            (Some(existing), false) => match replace_once(&existing, &block.search, &block.replace)
+            {
                 Ok(updated) => {
                     current.insert(block.path.clone(), Some(updated));
                 }
-                Err(0) => errors.push(EditError::NotFound { block: number, path: block.path.clone() }),
+                Err(0) => {
+                    errors.push(EditError::NotFound { block: number, path: block.path.clone() })
+                }
                 Err(count) => {
-                    errors.push(EditError::Ambiguous { block: number, path: block.path.clone(), count });
+                    errors.push(EditError::Ambiguous {
+                        block: number,
+                        path: block.path.clone(),
+                        count,
+                    });
                 }
             },
         }
@@ -271,9 +290,11 @@ mod tests {
     fn reports_malformed_and_missing_blocks() {
         assert_eq!(parse("no edits here").unwrap_err(), vec![EditError::NoBlocks]);
         let errors = parse("a.txt\n<<<<<<< SEARCH\nx\n=======\ny\n").unwrap_err();
-        expect![[r#"- block 1: `=======` without a `>>>>>>> REPLACE` line"#]].assert_eq(&describe(&errors));
+        expect![[r#"- block 1: `=======` without a `>>>>>>> REPLACE` line"#]]
+            .assert_eq(&describe(&errors));
         let errors = parse("<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n").unwrap_err();
-        expect![[r#"- block 1: the line before `<<<<<<< SEARCH` must be the file's path"#]].assert_eq(&describe(&errors));
+        expect![[r#"- block 1: the line before `<<<<<<< SEARCH` must be the file's path"#]]
+            .assert_eq(&describe(&errors));
     }
 
     #[test]
@@ -303,7 +324,10 @@ mod tests {
     fn ambiguous_search_is_refused_and_missing_final_newline_matches() {
         let before = files(&[("a.py", Some("pass\npass\n")), ("b.py", Some("end"))]);
         let blocks = parse("a.py\n<<<<<<< SEARCH\npass\n=======\nx\n>>>>>>> REPLACE\n").unwrap();
-        assert!(matches!(apply(&blocks, &before).unwrap_err()[0], EditError::Ambiguous { count: 2, .. }));
+        assert!(matches!(
+            apply(&blocks, &before).unwrap_err()[0],
+            EditError::Ambiguous { count: 2, .. }
+        ));
         let blocks = parse("b.py\n<<<<<<< SEARCH\nend\n=======\nfin\n>>>>>>> REPLACE\n").unwrap();
         assert_eq!(apply(&blocks, &before).unwrap().get("b.py").unwrap(), "fin\n");
     }

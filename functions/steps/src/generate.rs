@@ -27,19 +27,28 @@ use crate::store_read::{artifact_json, artifact_text};
 /// # Errors
 /// Model, workspace and store failures; [`StepError::MissingState`] without a plan (or, from round 2, the
 /// previous round's patch and report); [`StepError::Unusable`] when the model's edits never applied.
-pub async fn generate(task: &Task, round: u32, trace: &TraceId, ports: &Ports) -> Result<StepOutcome, StepError> {
+pub async fn generate(
+    task: &Task,
+    round: u32,
+    trace: &TraceId,
+    ports: &Ports,
+) -> Result<StepOutcome, StepError> {
     let plan: Plan = artifact_json(ports, &task.id, &ArtifactName::plan()).await?;
     let previous = if round > 1 {
         let patch = artifact_text(ports, &task.id, &ArtifactName::patch(round - 1)).await?;
-        let report: TestReport = artifact_json(ports, &task.id, &ArtifactName::report(round - 1)).await?;
+        let report: TestReport =
+            artifact_json(ports, &task.id, &ArtifactName::report(round - 1)).await?;
         Some((patch, report))
     } else {
         None
     };
     let label = format!("{}-generate-r{round}", task.id);
     let patch = previous.as_ref().map(|(patch, _)| patch.as_str());
-    let worktree = ports.workspace.checkout(Path::new(&task.repo), &task.base_commit, patch, &label).await?;
-    let result = generate_in(task, round, trace, ports, &worktree, &plan, previous.as_ref().map(|(_, r)| r)).await;
+    let worktree =
+        ports.workspace.checkout(Path::new(&task.repo), &task.base_commit, patch, &label).await?;
+    let result =
+        generate_in(task, round, trace, ports, &worktree, &plan, previous.as_ref().map(|(_, r)| r))
+            .await;
     if let Err(error) = ports.workspace.remove(&worktree).await {
         tracing::warn!(%error, "could not remove the generate worktree");
     }
@@ -74,9 +83,12 @@ async fn generate_in(
         let reply = convo.ask(ports.model.as_ref()).await?;
         let problem = match edits_from(&reply.text, ports, worktree).await? {
             Ok(writes) if reply.finish == FinishReason::MaxTokens && writes.is_empty() => {
-                "the answer was cut off at the output token limit; send fewer, smaller blocks".to_owned()
+                "the answer was cut off at the output token limit; send fewer, smaller blocks"
+                    .to_owned()
             }
-            Ok(writes) if writes.is_empty() => "the edits change nothing; make the change the plan asks for".to_owned(),
+            Ok(writes) if writes.is_empty() => {
+                "the edits change nothing; make the change the plan asks for".to_owned()
+            }
             Ok(writes) => break writes,
             Err(problem) => problem,
         };
@@ -96,7 +108,13 @@ async fn generate_in(
     let mut files_changed: Vec<String> = writes.iter().map(|w| w.path.clone()).collect();
     files_changed.sort();
     Ok(StepOutcome {
-        events: vec![Event::PatchReady { round, files_changed, lines_added, lines_removed, usage: convo.usage }],
+        events: vec![Event::PatchReady {
+            round,
+            files_changed,
+            lines_added,
+            lines_removed,
+            usage: convo.usage,
+        }],
         artifacts: vec![
             (ArtifactName::patch(round), diff.into_bytes()),
             (ArtifactName::transcript(StepKind::Generate, round), convo.to_artifact()),
@@ -129,11 +147,22 @@ async fn edits_from(
         }
     }
     Ok(edit_format::apply(&blocks, &current)
-        .map(|changed| changed.into_iter().map(|(path, text)| FileWrite { path, content: Some(text) }).collect())
+        .map(|changed| {
+            changed
+                .into_iter()
+                .map(|(path, text)| FileWrite { path, content: Some(text) })
+                .collect()
+        })
         .map_err(|errors| edit_format::describe(&errors)))
 }
 
-fn first_message(task: &Task, plan: &Plan, context: &str, failed: Option<&TestReport>, round: u32) -> String {
+fn first_message(
+    task: &Task,
+    plan: &Plan,
+    context: &str,
+    failed: Option<&TestReport>,
+    round: u32,
+) -> String {
     let mut m = format!("# Goal\n{}\n\n# Plan\n{}\n", task.goal, plan.summary);
     for (i, step) in plan.steps.iter().enumerate() {
         let _ = writeln!(m, "{}. {} (files: {})", i + 1, step.description, step.files.join(", "));

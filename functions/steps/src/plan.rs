@@ -21,8 +21,10 @@ use crate::prompt;
 /// # Errors
 /// Model, workspace and store failures, and [`StepError::Unusable`] when the model never produced a valid plan.
 pub async fn plan(task: &Task, trace: &TraceId, ports: &Ports) -> Result<StepOutcome, StepError> {
-    let worktree =
-        ports.workspace.checkout(Path::new(&task.repo), &task.base_commit, None, &format!("{}-plan", task.id)).await?;
+    let worktree = ports
+        .workspace
+        .checkout(Path::new(&task.repo), &task.base_commit, None, &format!("{}-plan", task.id))
+        .await?;
     let result = plan_in(task, trace, ports, &worktree).await;
     if let Err(error) = ports.workspace.remove(&worktree).await {
         tracing::warn!(%error, "could not remove the plan worktree");
@@ -49,7 +51,9 @@ async fn plan_in(
         let reply = convo.ask(ports.model.as_ref()).await?;
         let problem = match parse_plan(&reply.text) {
             Ok(plan) if reply.finish != FinishReason::MaxTokens => break plan,
-            Ok(_) => "the answer was cut off at the output token limit; answer more briefly".to_owned(),
+            Ok(_) => {
+                "the answer was cut off at the output token limit; answer more briefly".to_owned()
+            }
             Err(problem) => problem,
         };
         attempt += 1;
@@ -70,14 +74,19 @@ async fn plan_in(
             (ArtifactName::plan(), plan_json),
             (ArtifactName::transcript(StepKind::Plan, 0), convo.to_artifact()),
         ],
-        next: vec![Envelope::new(task.id.clone(), trace.clone(), StepPayload::Generate { round: 1 })],
+        next: vec![Envelope::new(
+            task.id.clone(),
+            trace.clone(),
+            StepPayload::Generate { round: 1 },
+        )],
     })
 }
 
 /// Parses and checks a plan reply, or says what is wrong with it in words for the model.
 fn parse_plan(text: &str) -> Result<Plan, String> {
     let json = strip_fences(text);
-    let plan: Plan = serde_json::from_str(json).map_err(|e| format!("the answer is not valid plan JSON: {e}"))?;
+    let plan: Plan = serde_json::from_str(json)
+        .map_err(|e| format!("the answer is not valid plan JSON: {e}"))?;
     let mut problems = String::new();
     if plan.steps.is_empty() {
         problems.push_str("- the plan has no steps\n");
@@ -88,7 +97,11 @@ fn parse_plan(text: &str) -> Result<Plan, String> {
         }
         for f in &step.files {
             if f.starts_with('/') || f.split('/').any(|c| c == "..") {
-                let _ = writeln!(problems, "- step {} names `{f}`: paths must be repository-relative", i + 1);
+                let _ = writeln!(
+                    problems,
+                    "- step {} names `{f}`: paths must be repository-relative",
+                    i + 1
+                );
             }
         }
     }

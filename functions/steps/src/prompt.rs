@@ -14,7 +14,8 @@ pub struct Template {
 }
 
 /// The planner's system prompt.
-pub const PLAN: Template = Template { name: "plan", version: 1, text: include_str!("../prompts/plan.md") };
+pub const PLAN: Template =
+    Template { name: "plan", version: 1, text: include_str!("../prompts/plan.md") };
 
 /// The implementer's system prompt (defines the edit format).
 pub const GENERATE: Template =

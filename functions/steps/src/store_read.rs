@@ -8,13 +8,16 @@ use serde::de::DeserializeOwned;
 ///
 /// # Errors
 /// [`StepError::MissingState`] when absent or not UTF-8; store failures.
-pub(crate) async fn artifact_text(ports: &Ports, task: &TaskId, name: &ArtifactName) -> Result<String, StepError> {
-    let bytes = ports
-        .store
-        .artifact(task, name)
-        .await?
-        .ok_or_else(|| StepError::MissingState { what: format!("artifact `{name}` of task {task}") })?;
-    String::from_utf8(bytes).map_err(|_| StepError::MissingState { what: format!("artifact `{name}` is not UTF-8") })
+pub(crate) async fn artifact_text(
+    ports: &Ports,
+    task: &TaskId,
+    name: &ArtifactName,
+) -> Result<String, StepError> {
+    let bytes = ports.store.artifact(task, name).await?.ok_or_else(|| StepError::MissingState {
+        what: format!("artifact `{name}` of task {task}"),
+    })?;
+    String::from_utf8(bytes)
+        .map_err(|_| StepError::MissingState { what: format!("artifact `{name}` is not UTF-8") })
 }
 
 /// An artifact's bytes parsed as JSON.
@@ -27,6 +30,7 @@ pub(crate) async fn artifact_json<T: DeserializeOwned>(
     name: &ArtifactName,
 ) -> Result<T, StepError> {
     let text = artifact_text(ports, task, name).await?;
-    serde_json::from_str(&text)
-        .map_err(|e| StepError::MissingState { what: format!("artifact `{name}` of task {task} is corrupt: {e}") })
+    serde_json::from_str(&text).map_err(|e| StepError::MissingState {
+        what: format!("artifact `{name}` of task {task} is corrupt: {e}"),
+    })
 }

@@ -5,9 +5,8 @@
 #[must_use]
 pub fn detect(files: &[String], read: impl Fn(&str) -> Option<String>) -> Option<String> {
     let has = |name: &str| files.iter().any(|f| f == name);
-    let any_file = |pred: &dyn Fn(&str) -> bool| {
-        files.iter().any(|f| pred(f.rsplit('/').next().unwrap_or(f)))
-    };
+    let any_file =
+        |pred: &dyn Fn(&str) -> bool| files.iter().any(|f| pred(f.rsplit('/').next().unwrap_or(f)));
     if has("Cargo.toml") {
         return Some("cargo test".into());
     }
@@ -25,13 +24,17 @@ pub fn detect(files: &[String], read: impl Fn(&str) -> Option<String>) -> Option
     if pytest_configured {
         return Some("python3 -m pytest -q".into());
     }
-    if any_file(&|name| name.ends_with(".py") && (name.starts_with("test_") || name.ends_with("_test.py"))) {
+    if any_file(&|name| {
+        name.ends_with(".py") && (name.starts_with("test_") || name.ends_with("_test.py"))
+    }) {
         return Some("python3 -m unittest discover -v".into());
     }
     if has("pom.xml") {
         return Some("mvn -q test".into());
     }
-    if has("Makefile") && read("Makefile").is_some_and(|t| t.lines().any(|l| l.starts_with("test:"))) {
+    if has("Makefile")
+        && read("Makefile").is_some_and(|t| t.lines().any(|l| l.starts_with("test:")))
+    {
         return Some("make test".into());
     }
     None
@@ -48,17 +51,26 @@ mod tests {
     #[test]
     fn recognises_common_layouts() {
         let none = |_: &str| None;
-        assert_eq!(detect(&names(&["Cargo.toml", "src/lib.rs"]), none).as_deref(), Some("cargo test"));
+        assert_eq!(
+            detect(&names(&["Cargo.toml", "src/lib.rs"]), none).as_deref(),
+            Some("cargo test")
+        );
         assert_eq!(
             detect(&names(&["calc.py", "test_calc.py"]), none).as_deref(),
             Some("python3 -m unittest discover -v")
         );
         assert_eq!(
-            detect(&names(&["pyproject.toml", "x.py"]), |_| Some("[tool.pytest.ini_options]".into())).as_deref(),
+            detect(&names(&["pyproject.toml", "x.py"]), |_| Some(
+                "[tool.pytest.ini_options]".into()
+            ))
+            .as_deref(),
             Some("python3 -m pytest -q")
         );
         assert_eq!(detect(&names(&["package.json"]), |_| Some("{\"name\":1}".into())), None);
-        assert_eq!(detect(&names(&["Makefile"]), |_| Some("all:\ntest:\n\tsh t.sh\n".into())).as_deref(), Some("make test"));
+        assert_eq!(
+            detect(&names(&["Makefile"]), |_| Some("all:\ntest:\n\tsh t.sh\n".into())).as_deref(),
+            Some("make test")
+        );
         assert_eq!(detect(&names(&["README.md"]), none), None);
     }
 }

@@ -25,20 +25,29 @@ fn libtest(output: &str) -> Option<TestCounts> {
 /// `==== 1 failed, 3 passed, 1 skipped in 0.12s ====` or `3 passed in 0.01s`.
 fn pytest(output: &str) -> Option<TestCounts> {
     let line = output.lines().rev().find(|l| {
-        (l.contains(" passed") || l.contains(" failed") || l.contains(" error")) && l.contains(" in ") && !l.starts_with("test result:")
+        (l.contains(" passed") || l.contains(" failed") || l.contains(" error"))
+            && l.contains(" in ")
+            && !l.starts_with("test result:")
     })?;
     let passed = number_before(line, " passed");
-    let failed = number_before(line, " failed").unwrap_or(0) + number_before(line, " error").unwrap_or(0);
+    let failed =
+        number_before(line, " failed").unwrap_or(0) + number_before(line, " error").unwrap_or(0);
     let skipped = number_before(line, " skipped").unwrap_or(0);
-    (passed.is_some() || failed > 0).then(|| TestCounts { passed: passed.unwrap_or(0), failed, skipped })
+    (passed.is_some() || failed > 0).then(|| TestCounts {
+        passed: passed.unwrap_or(0),
+        failed,
+        skipped,
+    })
 }
 
 /// `Ran 4 tests in 0.001s` followed by `OK`, `OK (skipped=1)` or `FAILED (failures=1, errors=1)`.
 fn unittest(output: &str) -> Option<TestCounts> {
     let ran_line = output.lines().rev().find(|l| l.starts_with("Ran ") && l.contains(" test"))?;
     let ran = ran_line.split_whitespace().nth(1)?.parse::<u32>().ok()?;
-    let verdict = output.lines().rev().find(|l| l.starts_with("OK") || l.starts_with("FAILED ("))?;
-    let failed = number_after(verdict, "failures=").unwrap_or(0) + number_after(verdict, "errors=").unwrap_or(0);
+    let verdict =
+        output.lines().rev().find(|l| l.starts_with("OK") || l.starts_with("FAILED ("))?;
+    let failed = number_after(verdict, "failures=").unwrap_or(0)
+        + number_after(verdict, "errors=").unwrap_or(0);
     let skipped = number_after(verdict, "skipped=").unwrap_or(0);
     Some(TestCounts { passed: ran.saturating_sub(failed + skipped), failed, skipped })
 }
@@ -47,14 +56,19 @@ fn unittest(output: &str) -> Option<TestCounts> {
 fn failing_names(output: &str) -> Vec<String> {
     let mut names = Vec::new();
     for line in output.lines() {
-        let name = if let Some(rest) = line.strip_prefix("test ").and_then(|r| r.strip_suffix(" ... FAILED")) {
+        let name = if let Some(rest) =
+            line.strip_prefix("test ").and_then(|r| r.strip_suffix(" ... FAILED"))
+        {
             Some(rest.to_owned())
         } else if let Some(rest) = line.strip_prefix("FAILED ").filter(|r| !r.starts_with('(')) {
             Some(rest.split(" - ").next().unwrap_or(rest).trim().to_owned())
-        } else if let Some(rest) = line.strip_prefix("FAIL: ").or_else(|| line.strip_prefix("ERROR: ")) {
+        } else if let Some(rest) =
+            line.strip_prefix("FAIL: ").or_else(|| line.strip_prefix("ERROR: "))
+        {
             Some(rest.trim().to_owned())
         } else {
-            line.strip_prefix("--- FAIL: ").map(|rest| rest.split_whitespace().next().unwrap_or(rest).to_owned())
+            line.strip_prefix("--- FAIL: ")
+                .map(|rest| rest.split_whitespace().next().unwrap_or(rest).to_owned())
         };
         if let Some(name) = name {
             if !name.is_empty() && !names.contains(&name) {

@@ -381,7 +381,10 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn committed_next(&self, key: &IdempotencyKey) -> Result<Option<Vec<Envelope>>, StoreError> {
+    async fn committed_next(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Vec<Envelope>>, StoreError> {
         let key = key.clone();
         self.run(move |conn| {
             let recorded: Option<String> = conn

@@ -1,58 +1,58 @@
 //! Running the `cadre` binary with its own data directory and a clean environment.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 /// A `cadre` home (database + worktrees) for one test, and how to reach the model.
-pub struct Cadre {
+pub(crate) struct Cadre {
     home: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
 
 /// What a finished command printed.
 #[derive(Debug)]
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
     /// Panics with everything printed unless the exit code is `code`.
-    pub fn expect_code(self, code: i32) -> Output {
-        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+    pub(crate) fn expect_code(self, code: i32) -> Output {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
 
 impl Cadre {
-    pub fn new() -> Cadre {
+    pub(crate) fn new() -> Cadre {
         Cadre { home: tempfile::tempdir().unwrap(), env: Vec::new() }
     }
 
-    pub fn home(&self) -> &Path {
-        self.home.path()
-    }
-
     /// Sets an environment variable for every command.
-    pub fn env(mut self, key: &str, value: &str) -> Cadre {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Cadre {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
     /// Talks Gemini's wire format to the local server at `base_url`.
-    pub fn gemini(self, base_url: &str) -> Cadre {
+    pub(crate) fn gemini(self, base_url: &str) -> Cadre {
         self.env("GEMINI_API_KEY", "test-key-123")
             .env("CADRE_GEMINI_BASE_URL", base_url)
             .env("CADRE_MODEL", "gemini:gemini-3-flash-preview")
     }
 
     /// Talks the OpenAI wire format to the local server at `base_url`.
-    pub fn openai(self, base_url: &str) -> Cadre {
+    pub(crate) fn openai(self, base_url: &str) -> Cadre {
         self.env("CADRE_MODEL", &format!("openai:qwen2.5-coder@{base_url}/v1"))
     }
 
-    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(binary());
         cmd.args(args)
             .env("CADRE_HOME", self.home.path())
@@ -73,12 +73,13 @@ impl Cadre {
     }
 
     /// Runs `cadre ARGS` to completion (at most two minutes).
-    pub async fn run(&self, args: &[&str]) -> Output {
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
         let child = self.command(args).spawn().unwrap();
-        let out = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("cadre {args:?} did not finish in 120 s"))
-            .unwrap();
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
+                .await
+                .unwrap_or_else(|_| panic!("cadre {args:?} did not finish in 120 s"))
+                .unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -87,15 +88,20 @@ impl Cadre {
     }
 
     /// The id of the only task, from `cadre status`.
-    pub async fn only_task_id(&self) -> String {
+    pub(crate) async fn only_task_id(&self) -> String {
         let out = self.run(&["status"]).await.expect_code(0);
-        let ids: Vec<&str> = out.stdout.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.len() == 8).collect();
+        let ids: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.len() == 8)
+            .collect();
         assert_eq!(ids.len(), 1, "expected one task:\n{}", out.stdout);
         ids[0].to_owned()
     }
 
     /// The task's log as printed by `cadre status TASK`, one event per line.
-    pub async fn log(&self, task: &str) -> Vec<String> {
+    pub(crate) async fn log(&self, task: &str) -> Vec<String> {
         let out = self.run(&["status", task]).await.expect_code(0);
         out.stdout
             .lines()
@@ -106,6 +112,6 @@ impl Cadre {
     }
 }
 
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cadre"))
 }

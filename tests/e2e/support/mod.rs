@@ -1,4 +1,4 @@
 //! Helpers for the end-to-end tests: fixture repositories and running the `cadre` binary.
 
-pub mod cadre;
-pub mod repo;
+pub(crate) mod cadre;
+pub(crate) mod repo;

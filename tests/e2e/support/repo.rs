@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A temporary git repository with one commit of the fixture's files.
-pub struct Repo {
+pub(crate) struct Repo {
     dir: tempfile::TempDir,
 }
 
 impl Repo {
     /// Writes the fixture's files, then `git init` + commit.
-    pub fn new(fixture: &str) -> Repo {
+    pub(crate) fn new(fixture: &str) -> Repo {
         let dir = tempfile::tempdir().unwrap();
         for (path, text) in parse_fixture(fixture) {
             let full = dir.path().join(&path);
@@ -24,42 +24,59 @@ impl Repo {
         repo
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn file(&self, path: &str) -> PathBuf {
+    pub(crate) fn file(&self, path: &str) -> PathBuf {
         self.dir.path().join(path)
     }
 
-    pub fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         std::fs::read_to_string(self.file(path)).unwrap()
     }
 
-    pub fn write(&self, path: &str, text: &str) {
+    pub(crate) fn write(&self, path: &str, text: &str) {
         std::fs::write(self.file(path), text).unwrap();
     }
 
     /// Runs git in the repository and returns its stdout; panics when git fails.
-    pub fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
-            .args(["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=Fixture",
+                "-c",
+                "user.email=fixture@example.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .current_dir(self.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs a shell command in the repository and returns whether it exited 0.
-    pub fn sh(&self, command: &str) -> bool {
-        Command::new("sh").args(["-c", command]).current_dir(self.path()).output().unwrap().status.success()
+    pub(crate) fn sh(&self, command: &str) -> bool {
+        Command::new("sh")
+            .args(["-c", command])
+            .current_dir(self.path())
+            .output()
+            .unwrap()
+            .status
+            .success()
     }
 }
 
 /// Splits `//- /path` sections into (path, text).
-pub fn parse_fixture(fixture: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_fixture(fixture: &str) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = Vec::new();
     for line in fixture.trim_start().lines() {
         if let Some(path) = line.strip_prefix("//- /") {
@@ -73,7 +90,7 @@ pub fn parse_fixture(fixture: &str) -> Vec<(String, String)> {
 }
 
 /// A Python project whose `add` is wrong, with a unittest suite: `test_add` fails, `test_mul` passes.
-pub const BROKEN_CALC: &str = r#"
+pub(crate) const BROKEN_CALC: &str = r#"
 //- /calc.py
 def add(a, b):
     return a - b

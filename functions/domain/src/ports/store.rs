@@ -139,7 +139,10 @@ pub trait StateStore: Send + Sync {
     ///
     /// # Errors
     /// MUST return [`StoreError::Unavailable`] when the backend cannot be read.
-    async fn committed_next(&self, key: &IdempotencyKey) -> Result<Option<Vec<Envelope>>, StoreError>;
+    async fn committed_next(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Vec<Envelope>>, StoreError>;
 
     /// An artifact's bytes, if stored.
     ///

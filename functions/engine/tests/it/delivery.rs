@@ -13,7 +13,10 @@ async fn a_malformed_message_is_dead_lettered_at_once_with_its_reason_and_bytes(
     let world = World::new().await;
     world.publish_raw("garbage-1", b"{not json").await;
     let handled = world.engine.handle(world.receive_one().await).await;
-    assert!(matches!(&handled, Handled::DeadLettered { reason } if reason.starts_with("malformed envelope")), "{handled:?}");
+    assert!(
+        matches!(&handled, Handled::DeadLettered { reason } if reason.starts_with("malformed envelope")),
+        "{handled:?}"
+    );
     let dead = world.queue.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, b"{not json");
@@ -24,16 +27,23 @@ async fn a_malformed_message_is_dead_lettered_at_once_with_its_reason_and_bytes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envelope_of_another_schema_version_or_for_no_task_is_dead_lettered() {
     let world = World::new().await;
-    let envelope = Envelope::new(cadre_domain::TaskId::generate(), TraceId::generate(), StepPayload::Plan);
+    let envelope =
+        Envelope::new(cadre_domain::TaskId::generate(), TraceId::generate(), StepPayload::Plan);
     let mut value = serde_json::to_value(&envelope).unwrap();
     value["schema_version"] = 7.into();
     world.publish_raw("v7", &serde_json::to_vec(&value).unwrap()).await;
     let handled = world.engine.handle(world.receive_one().await).await;
-    assert!(matches!(&handled, Handled::DeadLettered { reason } if reason.contains("schema version 7")), "{handled:?}");
+    assert!(
+        matches!(&handled, Handled::DeadLettered { reason } if reason.contains("schema version 7")),
+        "{handled:?}"
+    );
 
     world.publish_raw("orphan", &envelope.to_bytes()).await;
     let handled = world.engine.handle(world.receive_one().await).await;
-    assert!(matches!(&handled, Handled::DeadLettered { reason } if reason.contains("does not exist")), "{handled:?}");
+    assert!(
+        matches!(&handled, Handled::DeadLettered { reason } if reason.contains("does not exist")),
+        "{handled:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +69,10 @@ async fn a_message_delivered_twice_does_its_work_once() {
 async fn a_retryable_failure_is_retried_with_backoff_then_dead_lettered_and_the_task_failed() {
     let world = World::new().await;
     for _ in 0..3 {
-        world.server.push(Scripted::Status { code: 503, body: serde_json::json!({"error": {"message": "overloaded"}}) });
+        world.server.push(Scripted::Status {
+            code: 503,
+            body: serde_json::json!({"error": {"message": "overloaded"}}),
+        });
     }
     let task = world.submit().await;
     for attempt in 1..=2 {
@@ -82,8 +95,14 @@ async fn a_retryable_failure_is_retried_with_backoff_then_dead_lettered_and_the_
 async fn a_cancelled_task_drops_its_messages() {
     let world = World::new().await;
     let task = world.submit().await;
-    let (_, cancelled) =
-        cadre_engine::cancel(world.store.as_ref(), &cadre_domain::ports::clock::SystemClock, &task.id, None).await.unwrap();
+    let (_, cancelled) = cadre_engine::cancel(
+        world.store.as_ref(),
+        &cadre_domain::ports::clock::SystemClock,
+        &task.id,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(cancelled);
     let handled = world.engine.handle(world.receive_one().await).await;
     assert!(matches!(handled, Handled::Dropped { .. }), "{handled:?}");
@@ -108,7 +127,10 @@ async fn a_panicking_step_is_contained_and_dead_lettered() {
     let world = World::with_model(ModelServer::start().await, Arc::new(PanickingModel)).await;
     let task = world.submit().await;
     let handled = world.engine.handle(world.receive_one().await).await;
-    assert!(matches!(&handled, Handled::DeadLettered { reason } if reason.contains("panicked: provider bug")), "{handled:?}");
+    assert!(
+        matches!(&handled, Handled::DeadLettered { reason } if reason.contains("panicked: provider bug")),
+        "{handled:?}"
+    );
     assert_eq!(world.store.task(&task.id).await.unwrap().state, TaskState::Failed);
 }
 
@@ -119,7 +141,8 @@ async fn resume_republishes_what_a_task_waits_for() {
     // Lose the plan message, as if the process died between storing the task and publishing.
     let lost = world.receive_one().await;
     world.queue.ack(&[lost.receipt]).await.unwrap();
-    let payload = cadre_engine::resume(world.store.as_ref(), world.queue.as_ref(), &task.id).await.unwrap();
+    let payload =
+        cadre_engine::resume(world.store.as_ref(), world.queue.as_ref(), &task.id).await.unwrap();
     assert_eq!(payload, Some(StepPayload::Plan));
     let again = world.receive_one().await;
     assert_eq!(Envelope::from_bytes(&again.body).unwrap().payload, StepPayload::Plan);

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct World {
+pub(crate) struct World {
     pub dir: tempfile::TempDir,
     pub store: Arc<dyn StateStore>,
     pub queue: Arc<dyn Queue>,
@@ -24,11 +24,10 @@ pub struct World {
     pub engine: Engine,
 }
 
-pub const PLAN_JSON: &str =
-    r#"{"summary":"fix add","steps":[{"description":"use +","files":["calc.py"]}],"acceptance_criteria":["tests pass"]}"#;
+pub(crate) const PLAN_JSON: &str = r#"{"summary":"fix add","steps":[{"description":"use +","files":["calc.py"]}],"acceptance_criteria":["tests pass"]}"#;
 
 impl World {
-    pub async fn new() -> World {
+    pub(crate) async fn new() -> World {
         let server = ModelServer::start().await;
         let mut config = GeminiConfig::new(ApiKey::new("k").unwrap());
         config.base_url = server.base_url();
@@ -36,13 +35,14 @@ impl World {
         Self::with_model(server, Arc::new(GeminiModel::new(config).unwrap())).await
     }
 
-    pub async fn with_model(server: ModelServer, model: Arc<dyn Model>) -> World {
+    pub(crate) async fn with_model(server: ModelServer, model: Arc<dyn Model>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cadre.db");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&db).unwrap());
         let queue: Arc<dyn Queue> = Arc::new(
-            EmbeddedQueue::open(&db, "steps", QueueConfig { max_deliveries: 10 }, clock.clone()).unwrap(),
+            EmbeddedQueue::open(&db, "steps", QueueConfig { max_deliveries: 10 }, clock.clone())
+                .unwrap(),
         );
         let ports = Ports {
             store: store.clone(),
@@ -63,7 +63,7 @@ impl World {
     }
 
     /// A repository with a failing `add` and a unittest suite, committed once.
-    pub fn repo(&self) -> (String, CommitId) {
+    pub(crate) fn repo(&self) -> (String, CommitId) {
         let repo = self.dir.path().join("repo");
         std::fs::create_dir_all(&repo).unwrap();
         std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a - b\n").unwrap();
@@ -79,7 +79,7 @@ impl World {
         (repo.display().to_string(), CommitId::parse(&head).unwrap())
     }
 
-    pub async fn submit(&self) -> Task {
+    pub(crate) async fn submit(&self) -> Task {
         let (repo, base) = self.repo();
         let task = Task {
             id: TaskId::generate(),
@@ -93,18 +93,19 @@ impl World {
         task
     }
 
-    pub async fn publish_raw(&self, id: &str, body: &[u8]) {
-        let message = OutgoingMessage { id: MessageId::new(id), body: body.to_vec(), delay: Duration::ZERO };
+    pub(crate) async fn publish_raw(&self, id: &str, body: &[u8]) {
+        let message =
+            OutgoingMessage { id: MessageId::new(id), body: body.to_vec(), delay: Duration::ZERO };
         self.queue.publish(vec![message]).await.unwrap();
     }
 
-    pub async fn receive_one(&self) -> Delivery {
+    pub(crate) async fn receive_one(&self) -> Delivery {
         let mut got = self.queue.receive(1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(got.len(), 1, "expected one deliverable message");
         got.remove(0)
     }
 
-    pub async fn log(&self, task: &TaskId) -> Vec<String> {
+    pub(crate) async fn log(&self, task: &TaskId) -> Vec<String> {
         self.store.events(task).await.unwrap().iter().map(|r| r.event.describe()).collect()
     }
 }

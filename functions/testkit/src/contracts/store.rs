@@ -206,7 +206,8 @@ async fn commit_step_writes_once_per_key(store: &dyn StateStore) {
     store.create_task(&task).await.expect("create_task");
     let key = format!("{}/plan/r0", task.id);
     let next = vec![next_generate(&task)];
-    let unkeyed = store.committed_next(&IdempotencyKey::new(key.clone())).await.expect("committed_next");
+    let unkeyed =
+        store.committed_next(&IdempotencyKey::new(key.clone())).await.expect("committed_next");
     assert_eq!(unkeyed, None, "MUST be None before anything is committed under the key");
     let mut first = step_commit(&task, &key, vec![started(StepKind::Plan, 0), plan_ready()], 2_000);
     first.artifacts = vec![(ArtifactName::plan(), b"{\"plan\":1}".to_vec())];
@@ -221,7 +222,8 @@ async fn commit_step_writes_once_per_key(store: &dyn StateStore) {
         step_commit(&task, &key, vec![Event::Failed { step: None, reason: "x".into() }], 3_000);
     second.artifacts = vec![(ArtifactName::plan(), b"other".to_vec())];
     second.next = vec![next_generate(&task), next_generate(&task)];
-    let recorded = store.committed_next(&IdempotencyKey::new(key.clone())).await.expect("committed_next");
+    let recorded =
+        store.committed_next(&IdempotencyKey::new(key.clone())).await.expect("committed_next");
     assert_eq!(recorded, Some(next.clone()), "MUST return the next messages the commit recorded");
     let outcome = store.commit_step(second).await.expect("commit_step again");
     assert_eq!(
