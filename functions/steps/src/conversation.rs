@@ -28,12 +28,7 @@ pub struct Conversation {
 impl Conversation {
     /// Starts a conversation with a system template and the first user message.
     #[must_use]
-    pub fn new(
-        purpose: &str,
-        template: Template,
-        first: String,
-        schema: Option<serde_json::Value>,
-    ) -> Self {
+    pub fn new(purpose: &str, template: Template, first: String, schema: Option<serde_json::Value>) -> Self {
         Conversation {
             template: template.id(),
             model: String::new(),
