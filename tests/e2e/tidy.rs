@@ -14,10 +14,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("functions/engine", &["cadre-domain", "cadre-steps"]),
     ("functions/testkit", &["cadre-domain"]),
     ("infra/model", &["cadre-domain"]),
-    ("infra/queue", &["cadre-domain"]),
-    ("infra/store", &["cadre-domain"]),
+    ("infra/queue", &["cadre-domain", "cadre-sqlite"]),
+    ("infra/store", &["cadre-domain", "cadre-sqlite"]),
     ("infra/sandbox", &["cadre-domain"]),
     ("infra/vcs", &["cadre-domain"]),
+    ("infra/sqlite", &[]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.

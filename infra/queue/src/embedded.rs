@@ -22,16 +22,14 @@ use cadre_domain::ports::queue::{
     DeadLetter, Delivery, OutgoingMessage, Queue, QueueDepth, QueueError, Receipt,
 };
 use cadre_domain::{MessageId, Timestamp};
-use rusqlite::{params, Connection, ErrorCode, Transaction, TransactionBehavior};
+use cadre_sqlite::Fault;
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, error};
-
-/// How long a call waits for another connection's write lock before reporting the file as unavailable.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Tables are prefixed `queue_` so the queue can share one file with the state store.
 const SCHEMA: &str = "
@@ -134,7 +132,7 @@ impl Default for QueueConfig {
 /// process or many) may use the same file and the same queue name at once; SQLite's write lock makes each
 /// call atomic, so two receivers never get the same message within its visibility timeout.
 pub struct EmbeddedQueue {
-    conn: Arc<Mutex<Connection>>,
+    conn: cadre_sqlite::Shared,
     site: Arc<Site>,
     max_deliveries: u32,
     clock: Arc<dyn Clock>,
@@ -173,23 +171,18 @@ impl Site {
     /// Maps an SQLite error to the port's error, naming the file and the queue.
     fn error(&self, e: &rusqlite::Error) -> QueueError {
         let (path, name) = (self.path.display(), &self.name);
-        match e {
-            rusqlite::Error::SqliteFailure(f, _) => match f.code {
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => QueueError::Unavailable(format!(
-                    "queue `{name}` in {path} stayed locked by another connection for more than {} s ({e}); retry later",
-                    BUSY_TIMEOUT.as_secs()
-                )),
-                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => QueueError::Corrupt(format!(
-                    "queue `{name}`: {path} is damaged or is not an sqlite database ({e}); move it aside and start with a new file"
-                )),
-                _ => QueueError::Unavailable(format!("queue `{name}` in {path}: {e}")),
-            },
-            rusqlite::Error::FromSqlConversionFailure(..)
-            | rusqlite::Error::InvalidColumnType(..)
-            | rusqlite::Error::IntegralValueOutOfRange(..) => QueueError::Corrupt(format!(
+        match cadre_sqlite::classify(e) {
+            Fault::Busy => QueueError::Unavailable(format!(
+                "queue `{name}` in {path} stayed locked by another process for more than {} s ({e}); retry later",
+                cadre_sqlite::BUSY_LIMIT.as_secs()
+            )),
+            Fault::Corrupt => QueueError::Corrupt(format!(
+                "queue `{name}`: {path} is damaged or is not an sqlite database ({e}); move it aside and start with a new file"
+            )),
+            Fault::Unreadable => QueueError::Corrupt(format!(
                 "queue `{name}` in {path} holds a row this build cannot read ({e}); it was written by another version of cadre"
             )),
-            _ => QueueError::Unavailable(format!("queue `{name}` in {path}: {e}")),
+            Fault::Other => QueueError::Unavailable(format!("queue `{name}` in {path}: {e}")),
         }
     }
 
@@ -216,10 +209,10 @@ impl EmbeddedQueue {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QueueError> {
         let site = Site { path: path.to_path_buf(), name: name.to_owned() };
-        let conn = open_connection(path).map_err(|e| site.error(&e))?;
+        let conn = cadre_sqlite::open_shared(path, SCHEMA).map_err(|e| site.error(&e))?;
         debug!(path = %path.display(), queue = name, "opened embedded queue");
         Ok(EmbeddedQueue {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             site: Arc::new(site),
             max_deliveries: config.max_deliveries.max(1),
             clock,
@@ -232,23 +225,15 @@ impl EmbeddedQueue {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &str) -> Result<T, Failure> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
         let site = Arc::clone(&self.site);
-        let joined = tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: its transaction rolled back
-            // when it was dropped.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut guard, &site.name).map_err(|f| site.fail(f))
-        })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(QueueError::Unavailable(format!(
-                "queue `{}`: the database call was cancelled ({e}); retry",
-                self.site.name
-            ))),
-        }
+        cadre_sqlite::run(&self.conn, move |conn| work(conn, &site.name).map_err(|f| site.fail(f)))
+            .await
+            .unwrap_or_else(|cancelled| {
+                Err(QueueError::Unavailable(format!(
+                    "queue `{}`: {cancelled}; retry",
+                    self.site.name
+                )))
+            })
     }
 
     /// Settles one delivery with `sql` (bound to seq, queue, token and `extra`), refusing a stale receipt.
@@ -271,22 +256,6 @@ impl EmbeddedQueue {
         })
         .await
     }
-}
-
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints only, which in WAL mode
-    // can lose the last commits on power loss but never corrupts the file.
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Under steady traffic checkpoints rarely catch the WAL with no reader, so it can grow large
-    // (100 MB for a 100,000-message burst); cut it back to this size whenever it restarts.
-    conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(SCHEMA)?;
-    tx.commit()?;
-    Ok(conn)
 }
 
 fn parse_receipt(receipt: &Receipt) -> Option<(i64, String)> {
@@ -520,7 +489,8 @@ mod tests {
     #[test]
     fn receive_reads_the_visibility_index_without_sorting() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open_connection(&dir.path().join("q.db")).unwrap();
+        let shared = cadre_sqlite::open_shared(&dir.path().join("q.db"), SCHEMA).unwrap();
+        let conn = shared.lock().unwrap();
         for (sql, plan) in [
             (HEAD_SQL, plan(&conn, HEAD_SQL, params!["q", 0, 10])),
             (CLAIM_SQL, plan(&conn, CLAIM_SQL, params!["q", 0, 0, 10])),

@@ -12,16 +12,13 @@ use cadre_domain::ports::store::{CommitOutcome, StateStore, StepCommit, StoreErr
 use cadre_domain::{
     ArtifactName, Envelope, Event, EventRecord, IdempotencyKey, Task, TaskId, TaskState, Timestamp,
 };
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use cadre_sqlite::Fault;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 use tracing::debug;
-
-/// How long a call waits for another connection's write lock before reporting the store unavailable.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Task ids are ASCII, so every id starting with a prefix sorts before the prefix followed by this.
 const PREFIX_END: char = char::MAX;
@@ -61,7 +58,7 @@ CREATE TABLE IF NOT EXISTS store_step_commits (
 ///
 /// Several instances (in one process or many) may open the same file at once.
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: cadre_sqlite::Shared,
     path: Arc<PathBuf>,
 }
 
@@ -92,23 +89,18 @@ impl From<StoreError> for Failure {
 /// Maps an SQLite error to the port's error, naming the file.
 fn db_error(path: &Path, e: &rusqlite::Error) -> StoreError {
     let path = path.display();
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(format!(
-                "state store {path} stayed locked by another connection for more than {} s ({e}); retry later",
-                BUSY_TIMEOUT.as_secs()
-            )),
-            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(format!(
-                "state store {path} is damaged or is not an sqlite database ({e}); move it aside and start with a new file"
-            )),
-            _ => StoreError::Unavailable(format!("state store {path}: {e}")),
-        },
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(format!(
+    match cadre_sqlite::classify(e) {
+        Fault::Busy => StoreError::Unavailable(format!(
+            "state store {path} stayed locked by another process for more than {} s ({e}); retry later",
+            cadre_sqlite::BUSY_LIMIT.as_secs()
+        )),
+        Fault::Corrupt => StoreError::Corrupt(format!(
+            "state store {path} is damaged or is not an sqlite database ({e}); move it aside and start with a new file"
+        )),
+        Fault::Unreadable => StoreError::Corrupt(format!(
             "state store {path} holds a row this build cannot read ({e}); it was written by another version of cadre"
         )),
-        _ => StoreError::Unavailable(format!("state store {path}: {e}")),
+        Fault::Other => StoreError::Unavailable(format!("state store {path}: {e}")),
     }
 }
 
@@ -119,9 +111,9 @@ impl SqliteStore {
     /// Returns [`StoreError::Unavailable`] when the file cannot be opened or created, and
     /// [`StoreError::Corrupt`] when it is not an SQLite database.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = open_connection(path).map_err(|e| db_error(path, &e))?;
+        let conn = cadre_sqlite::open_shared(path, SCHEMA).map_err(|e| db_error(path, &e))?;
         debug!(path = %path.display(), "opened sqlite store");
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()) })
+        Ok(SqliteStore { conn, path: Arc::new(path.to_path_buf()) })
     }
 
     /// Runs `work` on the connection in the blocking pool, so SQLite never stalls the async runtime.
@@ -130,43 +122,21 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
-        let joined = tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: its transaction rolled back
-            // when it was dropped.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut guard).map_err(|f| match f {
+        cadre_sqlite::run(&self.conn, move |conn| {
+            work(conn).map_err(|f| match f {
                 Failure::Db(e) => db_error(&path, &e),
                 Failure::Store(e) => e,
             })
         })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StoreError::Unavailable(format!(
-                "state store {}: the database call was cancelled ({e}); retry",
+        .await
+        .unwrap_or_else(|cancelled| {
+            Err(StoreError::Unavailable(format!(
+                "state store {}: {cancelled}; retry",
                 self.path.display()
-            ))),
-        }
+            )))
+        })
     }
-}
-
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints only, which in WAL mode
-    // can lose the last commits on power loss but never corrupts the file.
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Under steady traffic checkpoints rarely catch the WAL with no reader, so it can grow large
-    // (100 MB for a 100,000-message burst); cut it back to this size whenever it restarts.
-    conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(SCHEMA)?;
-    tx.commit()?;
-    Ok(conn)
 }
 
 /// Decodes a JSON column, naming the row in the error (`what`, e.g. "event 3 of task …").
