@@ -68,6 +68,10 @@ fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     // Under steady traffic checkpoints rarely catch the WAL with no reader, so it can grow large;
     // cut it back to this size whenever it restarts.
     conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
+    // Checkpoints are where NORMAL syncs; every 1,000 pages (SQLite's default) means an fsync every few
+    // hundred small commits. 8,000 pages (32 MiB of WAL) keeps them rare without letting the WAL grow far.
+    conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
     Ok(conn)
 }
 
@@ -127,9 +131,10 @@ pub fn classify(e: &rusqlite::Error) -> Fault {
     }
 }
 
-/// Runs `work` with the connection on tokio's blocking pool, so SQLite never stalls the async runtime.
-/// A panic in `work` is resumed in the caller; a poisoned lock is recovered, as a panic mid-transaction
-/// rolled the transaction back when it was dropped.
+/// Runs `work` with the connection without stalling the async runtime: on a multi-thread runtime in
+/// place (`block_in_place`, which hands this worker's other tasks to another thread, so the call
+/// itself costs no thread hop), otherwise on the blocking pool. A panic in `work` is resumed in the
+/// caller; a poisoned lock is recovered, as a panic mid-transaction rolled the transaction back.
 ///
 /// # Errors
 /// [`Cancelled`] when the runtime is shutting down and the call never ran.
@@ -138,6 +143,14 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Connection) -> T + Send + 'static,
 {
+    let in_place = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if in_place {
+        return Ok(tokio::task::block_in_place(|| {
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut guard)
+        }));
+    }
     let conn = Arc::clone(conn);
     let joined = tokio::task::spawn_blocking(move || {
         let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
