@@ -4,7 +4,9 @@
 //! Such a reply is never used as is: the step tells the model what was wrong and asks again, a bounded
 //! number of times, and every turn is kept for the step's transcript artifact.
 
-use cadre_domain::ports::model::{ChatMessage, Model, ModelReply, ModelRequest, TokenUsage};
+use cadre_domain::ports::model::{
+    CachePolicy, ChatMessage, Model, ModelReply, ModelRequest, TokenUsage,
+};
 use cadre_domain::step::StepError;
 use serde::Serialize;
 
@@ -39,6 +41,9 @@ impl Conversation {
                 response_schema: schema,
                 temperature: Some(0.0),
                 max_output_tokens: None,
+                task: None,
+                template: None,
+                cache: CachePolicy::Use,
             },
             usage: TokenUsage::default(),
             calls: 0,

@@ -110,6 +110,8 @@ struct Shared {
     script: Mutex<VecDeque<Scripted>>,
     responder: Mutex<Option<Responder>>,
     requests: Mutex<Vec<CapturedRequest>>,
+    /// When each request arrived, in the order of `requests` (pushed under its lock).
+    arrivals: Mutex<Vec<tokio::time::Instant>>,
 }
 
 /// The running server; it stops when dropped.
@@ -162,6 +164,19 @@ impl ModelServer {
     #[must_use]
     pub fn requests(&self) -> Vec<CapturedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests have been received so far.
+    #[must_use]
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.requests).len()
+    }
+
+    /// When each request arrived (tokio time, read as the handler started), in the order of
+    /// [`ModelServer::requests`]; for tests of client-side rate limits and retry delays.
+    #[must_use]
+    pub fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        lock(&self.shared.arrivals).clone()
     }
 }
 
@@ -237,6 +252,7 @@ async fn handle(
     };
     let number = {
         let mut requests = lock(&shared.requests);
+        lock(&shared.arrivals).push(tokio::time::Instant::now());
         requests.push(request.clone());
         requests.len()
     };

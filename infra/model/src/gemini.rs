@@ -286,7 +286,7 @@ fn with_detail(reason: &str, detail: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadre_domain::ports::model::ChatMessage;
+    use cadre_domain::ports::model::{CachePolicy, ChatMessage};
 
     #[test]
     fn request_wire_shape() {
@@ -301,6 +301,9 @@ mod tests {
             response_schema: Some(serde_json::json!({"type": "object"})),
             temperature: Some(0.5),
             max_output_tokens: Some(100),
+            task: None,
+            template: None,
+            cache: CachePolicy::Use,
         };
         let wire = serde_json::to_value(wire_request(&request)).unwrap();
         assert_eq!(

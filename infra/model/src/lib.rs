@@ -4,11 +4,13 @@
 //! `ModelError` at this seam, following the port's `# Errors` sentences, so callers never see HTTP or
 //! serde types. One HTTP module (`http.rs`) holds the client and the status mapping both wire formats share.
 //!
-//! This crate must not retry, rate-limit or cache (that is the gateway's and the engine's job, which see
-//! the budget), must not read environment variables (the binary reads configuration once and passes
+//! The providers must not retry, rate-limit or cache: that is done once, in front of any provider, by the
+//! [`gateway`] module (and by the engine, which retries what the gateway gives up on). This crate must
+//! not read environment variables (the binary reads configuration once and passes
 //! values in), and must never log or return an API key or a prompt above debug level.
 
 mod api_key;
+pub mod gateway;
 pub mod gemini;
 mod http;
 pub mod openai_compat;
@@ -16,6 +18,10 @@ pub mod replay;
 mod spec;
 
 pub use api_key::ApiKey;
+pub use gateway::{
+    complete_json, BreakerConfig, CircuitBreaker, Gateway, GatewayConfig, GatewayPorts,
+    MemoryModelCache, MemoryUsageLedger, ModelPrice, PriceTable, RateLimit, RetryPolicy,
+};
 pub use gemini::{GeminiConfig, GeminiModel, DEFAULT_GEMINI_BASE_URL, DEFAULT_GEMINI_MODEL};
 pub use http::DEFAULT_TIMEOUT;
 pub use openai_compat::{OpenAiCompatConfig, OpenAiCompatModel};

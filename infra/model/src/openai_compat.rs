@@ -221,7 +221,7 @@ fn interpret(reply: ChatResponse, model: &str) -> Result<ModelReply, ModelError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadre_domain::ports::model::ChatMessage;
+    use cadre_domain::ports::model::{CachePolicy, ChatMessage};
 
     #[test]
     fn request_wire_shape() {
@@ -236,6 +236,9 @@ mod tests {
             response_schema: None,
             temperature: None,
             max_output_tokens: Some(64),
+            task: None,
+            template: None,
+            cache: CachePolicy::Use,
         };
         let wire = serde_json::to_value(wire_request("m", &request)).unwrap();
         assert_eq!(

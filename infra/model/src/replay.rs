@@ -226,7 +226,7 @@ impl Model for ReplayModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadre_domain::ports::model::ChatMessage;
+    use cadre_domain::ports::model::{CachePolicy, ChatMessage};
 
     fn request() -> ModelRequest {
         ModelRequest {
@@ -238,6 +238,9 @@ mod tests {
             ),
             temperature: Some(0.2),
             max_output_tokens: Some(10),
+            task: None,
+            template: None,
+            cache: CachePolicy::Use,
         }
     }
 

@@ -3,9 +3,11 @@
 
 pub mod clock;
 pub mod model;
+pub mod model_cache;
 pub mod queue;
 pub mod sandbox;
 pub mod store;
+pub mod usage;
 pub mod workspace;
 
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::TaskId;
+
 /// Who said a turn of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,7 +40,30 @@ impl ChatMessage {
     }
 }
 
+/// Whether the gateway may answer a request from its response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CachePolicy {
+    /// Answer from the cache when the settings are deterministic (temperature 0 or unset), and store
+    /// a fresh answer there.
+    #[default]
+    Use,
+    /// Neither read nor write the cache: always ask the provider (e.g. to sample a second opinion).
+    Bypass,
+}
+
+impl CachePolicy {
+    /// Whether this is the default, so requests serialize without the field.
+    #[must_use]
+    pub fn is_use(&self) -> bool {
+        *self == CachePolicy::Use
+    }
+}
+
 /// A request to the model.
+///
+/// `task`, `template` and `cache` describe the call, not the answer: they are left out of replay keys
+/// and default when absent, so transcripts written before they existed still parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRequest {
     /// Which step asks (for accounting and logs), e.g. `plan`.
@@ -53,6 +78,16 @@ pub struct ModelRequest {
     pub temperature: Option<f32>,
     /// Cap on output tokens; the provider's default when absent.
     pub max_output_tokens: Option<u32>,
+    /// The task this call serves: its usage is charged to it and checked against its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
+    /// The prompt template and its version (e.g. `plan@3`), recorded with the call's usage so results
+    /// can be compared across template changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Whether the gateway may answer from its response cache.
+    #[serde(default, skip_serializing_if = "CachePolicy::is_use")]
+    pub cache: CachePolicy,
 }
 
 /// Tokens a call used, as the provider reported them.
@@ -163,6 +198,45 @@ pub enum ModelError {
         /// What was wrong.
         reason: String,
     },
+    /// The call did not finish within its deadline (waiting for rate-limit capacity, between retries,
+    /// or in flight); the same request may succeed later.
+    #[error("model call gave up after {after_ms} ms, at its deadline; retry later, or raise the gateway's call deadline")]
+    DeadlineExceeded {
+        /// How long the call had run when it gave up.
+        after_ms: u64,
+    },
+    /// The provider failed repeatedly, so the gateway fails fast instead of calling it.
+    #[error("circuit breaker for {provider} is open after repeated failures; calls fail fast for about {retry_in_ms} ms more, then one probe call is let through")]
+    CircuitOpen {
+        /// The provider, as its `describe()` names it.
+        provider: String,
+        /// How long until a probe may be let through.
+        retry_in_ms: u64,
+    },
+    /// A structured reply still did not parse as the requested JSON after one correction.
+    #[error("the model's reply does not match the requested JSON even after one correction: {reason}; simplify the schema or the prompt")]
+    SchemaMismatch {
+        /// The parse error of the last reply.
+        reason: String,
+        /// The last reply's text, verbatim, so nothing the model said is lost.
+        raw: String,
+    },
+    /// The task's budget cannot cover this call's worst case; the call was not made.
+    #[error("task budget exceeded: {spent_micros} of {limit_micros} micro-dollars are spent or reserved, and this call could cost more than what is left; raise the task budget or cancel the task")]
+    BudgetExceeded {
+        /// What the task has spent, plus the worst case of its calls in flight.
+        spent_micros: u64,
+        /// The task's budget.
+        limit_micros: u64,
+    },
+    /// The usage ledger could not be read, so the task's budget cannot be checked; the call was not made.
+    #[error(
+        "usage ledger unavailable, so the task budget cannot be checked: {reason}; retry later"
+    )]
+    LedgerUnavailable {
+        /// What the ledger said.
+        reason: String,
+    },
     /// A replay file has no recorded reply for this request.
     #[error("no recorded reply for request {key} in {file}; re-record with --record, or check that prompts did not change")]
     ReplayMiss {
@@ -182,7 +256,30 @@ impl ModelError {
             ModelError::Unreachable { .. }
                 | ModelError::RateLimited { .. }
                 | ModelError::ServerError { .. }
+                | ModelError::DeadlineExceeded { .. }
+                | ModelError::CircuitOpen { .. }
+                | ModelError::LedgerUnavailable { .. }
         )
+    }
+
+    /// A stable snake_case name of the variant, for usage records and metrics.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelError::NotConfigured { .. } => "not_configured",
+            ModelError::Unreachable { .. } => "unreachable",
+            ModelError::RateLimited { .. } => "rate_limited",
+            ModelError::ServerError { .. } => "server_error",
+            ModelError::Rejected { .. } => "rejected",
+            ModelError::Blocked { .. } => "blocked",
+            ModelError::MalformedReply { .. } => "malformed_reply",
+            ModelError::DeadlineExceeded { .. } => "deadline_exceeded",
+            ModelError::CircuitOpen { .. } => "circuit_open",
+            ModelError::SchemaMismatch { .. } => "schema_mismatch",
+            ModelError::BudgetExceeded { .. } => "budget_exceeded",
+            ModelError::LedgerUnavailable { .. } => "ledger_unavailable",
+            ModelError::ReplayMiss { .. } => "replay_miss",
+        }
     }
 }
 
@@ -198,8 +295,58 @@ pub trait Model: Send + Sync {
     /// blocked the prompt or reply, and [`ModelError::MalformedReply`] when the answer is not the
     /// documented format or has no text. It MUST NOT return a partial reply as success, except a reply
     /// cut at the token cap, which is returned with [`FinishReason::MaxTokens`].
+    /// A gateway in front of a provider MAY also return [`ModelError::DeadlineExceeded`],
+    /// [`ModelError::CircuitOpen`], [`ModelError::BudgetExceeded`] and [`ModelError::LedgerUnavailable`],
+    /// and MUST NOT have called the provider when it returns one of the last two.
     async fn complete(&self, request: &ModelRequest) -> Result<ModelReply, ModelError>;
 
     /// A short description for logs and `cadre status`, e.g. `gemini:gemini-3-flash-preview`.
     fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_written_before_task_template_and_cache_existed_still_parse() {
+        let old = r#"{"purpose": "plan", "system": "s", "messages": [{"role": "user", "text": "u"}],
+                      "response_schema": null, "temperature": 0.0, "max_output_tokens": 10}"#;
+        let request: ModelRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (&request.task, &request.template, request.cache),
+            (&None, &None, CachePolicy::Use)
+        );
+        // Defaults are not written back, so transcripts and artifacts keep their old shape.
+        let written = serde_json::to_value(&request).unwrap();
+        assert!(written.get("task").is_none() && written.get("cache").is_none(), "{written}");
+        let bypass = ModelRequest { cache: CachePolicy::Bypass, ..request };
+        assert_eq!(serde_json::to_value(&bypass).unwrap()["cache"], "bypass");
+    }
+
+    #[test]
+    fn gateway_errors_say_whether_a_retry_can_help() {
+        let retryable = [
+            ModelError::DeadlineExceeded { after_ms: 1 },
+            ModelError::CircuitOpen { provider: "p".into(), retry_in_ms: 1 },
+            ModelError::LedgerUnavailable { reason: "r".into() },
+        ];
+        let final_ = [
+            ModelError::SchemaMismatch { reason: "r".into(), raw: "x".into() },
+            ModelError::BudgetExceeded { spent_micros: 1, limit_micros: 1 },
+        ];
+        assert!(retryable.iter().all(ModelError::is_retryable));
+        assert!(!final_.iter().any(ModelError::is_retryable));
+        let kinds: Vec<_> = retryable.iter().chain(&final_).map(ModelError::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "deadline_exceeded",
+                "circuit_open",
+                "ledger_unavailable",
+                "schema_mismatch",
+                "budget_exceeded"
+            ]
+        );
+    }
 }

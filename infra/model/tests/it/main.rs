@@ -1,5 +1,6 @@
 //! Providers tested at the wire against the local `ModelServer`, never by mocking the `Model` trait.
 
+mod gateway;
 mod gemini;
 mod openai;
 mod replay;
@@ -7,7 +8,7 @@ mod spec;
 
 use std::time::Duration;
 
-use cadre_domain::ports::model::{ChatMessage, ModelRequest};
+use cadre_domain::ports::model::{CachePolicy, ChatMessage, ModelRequest};
 use cadre_model::{ApiKey, GeminiConfig, GeminiModel, OpenAiCompatConfig, OpenAiCompatModel};
 
 /// A plain request with one user turn.
@@ -19,6 +20,9 @@ fn ask(text: &str) -> ModelRequest {
         response_schema: None,
         temperature: Some(0.0),
         max_output_tokens: Some(256),
+        task: None,
+        template: None,
+        cache: CachePolicy::Use,
     }
 }
 

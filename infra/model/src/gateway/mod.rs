@@ -1,0 +1,470 @@
+//! The model gateway: every model call goes through one [`Gateway`], which wraps a provider (`Arc<dyn Model>`)
+//! and is itself a [`Model`], so steps cannot tell it is there.
+//!
+//! For each call, in this order:
+//! 1. **cache**: a deterministic call (temperature 0 or unset, not bypassed) is answered from the
+//!    [`ModelCache`] when an entry exists (no provider call, no tokens, a `cache_hit` ledger row);
+//! 2. **budget**: a call for a task is refused with [`ModelError::BudgetExceeded`] when the task's spend,
+//!    plus its calls in flight, plus this call's worst case would pass the per-task budget;
+//! 3. **attempts**, each one: the **circuit breaker** fails fast while the provider is down, the **rate
+//!    limiter** waits for request and token capacity, the provider is called within what is left of the
+//!    call's **deadline**; throttling, 5xx and transport errors are **retried** with full-jitter backoff
+//!    and never sooner than the provider asked;
+//! 4. **accounting**: one [`UsageRecord`] per call, whatever the outcome (a call abandoned by its caller
+//!    is recorded as `cancelled` from a spawned task), with tokens, latency, attempts and the cost from
+//!    the [`PriceTable`].
+//!
+//! Key decision: the gateway owns every cross-call concern (limits, breaker, budget, cache), so providers
+//! stay one-request translators and the engine's retries (of retryable errors) sit on top of a call that
+//! has already retried within its deadline.
+//!
+//! ```ignore
+//! let gateway = Gateway::new(provider, GatewayConfig::new("gemini-3-flash-preview"), GatewayPorts {
+//!     ledger: Arc::new(MemoryUsageLedger::new()),
+//!     cache: Arc::new(MemoryModelCache::default()),
+//!     clock: Arc::new(SystemClock),
+//! })?;
+//! let (plan, _reply): (Plan, _) = complete_json(&gateway, &request_with_schema).await?;
+//! ```
+
+mod breaker;
+mod budget;
+mod cache;
+mod ledger;
+mod limiter;
+mod prices;
+mod retry;
+mod structured;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cadre_domain::ports::clock::Clock;
+use cadre_domain::ports::model::{Model, ModelError, ModelReply, ModelRequest, TokenUsage};
+use cadre_domain::ports::model_cache::{CacheKey, ModelCache};
+use cadre_domain::ports::usage::{CallOutcome, UsageLedger, UsageRecord};
+use tokio::time::Instant;
+use tracing::{debug, error, warn};
+
+pub use breaker::{BreakerConfig, CircuitBreaker};
+pub use cache::{cache_key, is_cacheable, is_storable, MemoryModelCache};
+pub use ledger::MemoryUsageLedger;
+pub use limiter::{estimate_tokens, RateLimit, TokenEstimate};
+pub use prices::{ModelPrice, PriceTable, TierPrice};
+pub use retry::{is_retried, RetryPolicy};
+pub use structured::{complete_json, strip_json_fence};
+
+use breaker::Verdict;
+use budget::{Budget, Reservation};
+use limiter::{millis, RateLimiter};
+
+/// The default whole-call deadline: waits, attempts and backoff included.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The output assumed for estimates when a request sets no `max_output_tokens`.
+pub const DEFAULT_OUTPUT_TOKENS: u32 = 8_192;
+
+/// One deployment's settings for one model.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The model id used for prices, cache keys and ledger rows, e.g. `gemini-3-flash-preview`.
+    pub model: String,
+    /// Requests per window, or no limit.
+    pub requests: Option<RateLimit>,
+    /// Tokens (input + output) per window, or no limit.
+    pub tokens: Option<RateLimit>,
+    /// Retries of throttling, 5xx and transport errors.
+    pub retry: RetryPolicy,
+    /// When the provider is considered down.
+    pub breaker: BreakerConfig,
+    /// The whole call's deadline.
+    pub deadline: Duration,
+    /// Output tokens assumed when a request sets no cap (rate-limit and budget estimates).
+    pub default_output_tokens: u32,
+    /// The most one task may spend on this model, in micro-dollars; no limit when absent.
+    pub task_budget_micros: Option<u64>,
+    /// Cache entries older than this are ignored; no expiry when absent.
+    pub cache_ttl: Option<Duration>,
+    /// Token prices.
+    pub prices: PriceTable,
+}
+
+impl GatewayConfig {
+    /// No limits or budget, the default retry, breaker and deadline, and the built-in prices.
+    #[must_use]
+    pub fn new(model: impl Into<String>) -> GatewayConfig {
+        GatewayConfig {
+            model: model.into(),
+            requests: None,
+            tokens: None,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+            deadline: DEFAULT_DEADLINE,
+            default_output_tokens: DEFAULT_OUTPUT_TOKENS,
+            task_budget_micros: None,
+            cache_ttl: None,
+            prices: PriceTable::builtin(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        let bad = |hint: String| Err(ModelError::NotConfigured { hint });
+        if self.model.trim().is_empty() {
+            return bad(
+                "the gateway's model id is empty; set it to the id prices are listed under, \
+                        e.g. gemini-3-flash-preview"
+                    .to_owned(),
+            );
+        }
+        if self.retry.max_attempts == 0 {
+            return bad(
+                "the gateway's retry.max_attempts is 0; set it to 1 or more (1 = no retry)"
+                    .to_owned(),
+            );
+        }
+        if self.breaker.failure_threshold == 0 {
+            return bad(
+                "the gateway's breaker.failure_threshold is 0; set it to 1 or more".to_owned()
+            );
+        }
+        if self.deadline.is_zero() {
+            return bad("the gateway's call deadline is 0; set it to the longest a call may take"
+                .to_owned());
+        }
+        if let Some(limit) = &self.requests {
+            limit.validate("requests")?;
+        }
+        if let Some(limit) = &self.tokens {
+            limit.validate("tokens")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the gateway records usage, caches replies and reads the wall clock (for ledger rows and cache
+/// ages; waits use tokio time).
+#[derive(Clone)]
+pub struct GatewayPorts {
+    /// One row per call.
+    pub ledger: Arc<dyn UsageLedger>,
+    /// Replies of deterministic calls.
+    pub cache: Arc<dyn ModelCache>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A provider behind limits, retries, a breaker, a cache, a budget and accounting.
+pub struct Gateway {
+    inner: Arc<dyn Model>,
+    provider: String,
+    config: GatewayConfig,
+    price: Option<ModelPrice>,
+    limiter: RateLimiter,
+    breaker: Arc<CircuitBreaker>,
+    budget: Budget,
+    ports: GatewayPorts,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("provider", &self.provider)
+            .field("model", &self.config.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Puts `inner` behind a gateway configured by `config`.
+    ///
+    /// # Errors
+    /// [`ModelError::NotConfigured`] naming the setting when the configuration is not usable (an empty
+    /// model id, zero attempts, a zero deadline, a rate limit whose burst is not below its limit).
+    pub fn new(
+        inner: Arc<dyn Model>,
+        config: GatewayConfig,
+        ports: GatewayPorts,
+    ) -> Result<Gateway, ModelError> {
+        config.validate()?;
+        let provider = inner.describe();
+        let price = config.prices.price(&config.model);
+        if price.is_none() {
+            warn!(model = %config.model, "the model is not in the price table; its calls are recorded at cost 0 \
+                  and budgets cannot limit them; add it to the price table");
+        }
+        Ok(Gateway {
+            limiter: RateLimiter::new(config.requests, config.tokens),
+            breaker: Arc::new(CircuitBreaker::new(provider.clone(), config.breaker)),
+            budget: Budget::new(config.task_budget_micros),
+            inner,
+            provider,
+            price,
+            config,
+            ports,
+        })
+    }
+
+    /// Uses `breaker` instead of this gateway's own, so gateways for several models of one provider
+    /// open and close together.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Gateway {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The breaker this gateway reports to.
+    #[must_use]
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// Cache, budget, then attempts; fills in what the ledger row needs as it goes.
+    async fn serve(
+        &self,
+        request: &ModelRequest,
+        started: Instant,
+        row: &mut PendingRow,
+    ) -> Result<ModelReply, ModelError> {
+        let key = is_cacheable(request).then(|| cache_key(&self.config.model, request));
+        if let Some(key) = &key {
+            if let Some(reply) = self.cached(key).await {
+                row.record.cache_hit = true;
+                return Ok(reply);
+            }
+        }
+        let estimate = estimate_tokens(request, self.config.default_output_tokens);
+        if let Some(task) = &request.task {
+            let worst = self.price.map_or(0, |p| p.worst_case_micros(estimate));
+            row.reservation = self.budget.reserve(&*self.ports.ledger, task, worst).await?;
+        }
+        let reply = self.attempts(request, estimate, started, row).await?;
+        if let Some(key) = &key {
+            if is_storable(request, &reply) {
+                if let Err(e) = self.ports.cache.put(key, &reply, self.ports.clock.now()).await {
+                    warn!(error = %e, "cannot store the reply in the model cache; continuing without");
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    /// The cached reply, with zero usage (a hit costs nothing); a cache error or a stale entry is a miss.
+    async fn cached(&self, key: &CacheKey) -> Option<ModelReply> {
+        let entry = match self.ports.cache.get(key).await {
+            Ok(entry) => entry?,
+            Err(e) => {
+                warn!(error = %e, "cannot read the model cache; calling the provider");
+                return None;
+            }
+        };
+        if let Some(ttl) = self.config.cache_ttl {
+            let age = self.ports.clock.now().millis_since(entry.stored_at);
+            if age > millis(ttl) {
+                return None;
+            }
+        }
+        Some(ModelReply { usage: TokenUsage::default(), ..entry.reply })
+    }
+
+    /// The retry loop: breaker, limiter, one provider call within the deadline, then retry or stop.
+    async fn attempts(
+        &self,
+        request: &ModelRequest,
+        estimate: TokenEstimate,
+        started: Instant,
+        row: &mut PendingRow,
+    ) -> Result<ModelReply, ModelError> {
+        let deadline = started + self.config.deadline;
+        let reserved = estimate.total();
+        loop {
+            self.breaker.check()?;
+            if self.limiter.is_active() {
+                self.limiter.acquire(reserved, deadline, started).await?;
+            }
+            let permit = match self.breaker.permit() {
+                Ok(permit) => permit,
+                Err(open) => {
+                    // Opened while this call waited for capacity: give the reserved tokens back.
+                    self.limiter.settle(reserved, 0);
+                    return Err(open);
+                }
+            };
+            row.record.attempts += 1;
+            let result = tokio::time::timeout_at(deadline, self.inner.complete(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ModelError::DeadlineExceeded { after_ms: millis(started.elapsed()) })
+                });
+            let error = match result {
+                Ok(reply) => {
+                    permit.report(Verdict::Up);
+                    // A server that reports no usage (some OpenAI-compatible ones) is charged the
+                    // estimated input plus the reply at ~4 characters a token, not nothing.
+                    let used = match reply.usage.total() {
+                        0 => estimate.input + u64::try_from(reply.text.len() / 4).unwrap_or(0),
+                        n => n,
+                    };
+                    self.limiter.settle(reserved, used);
+                    row.record.tokens = row.record.tokens.plus(reply.usage);
+                    return Ok(reply);
+                }
+                Err(error) => error,
+            };
+            self.limiter.settle(reserved, 0);
+            let retry_in = self.retry_delay(&error, row.record.attempts, deadline);
+            permit.report(verdict(&error, retry_in.is_some()));
+            let Some(delay) = retry_in else { return Err(error) };
+            warn!(provider = %self.provider, attempt = row.record.attempts, delay_ms = millis(delay),
+                  error = %error, "model call failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// How long to wait before the next attempt, or `None` to give up: not retryable, out of attempts, or
+    /// the wait (never shorter than the provider asked) would pass the deadline.
+    fn retry_delay(
+        &self,
+        error: &ModelError,
+        attempts: u32,
+        deadline: Instant,
+    ) -> Option<Duration> {
+        if !is_retried(error) || attempts >= self.config.retry.max_attempts {
+            return None;
+        }
+        let delay = self.config.retry.delay(attempts, error);
+        (Instant::now() + delay < deadline).then_some(delay)
+    }
+}
+
+/// What a failed attempt says about the provider's health.
+fn verdict(error: &ModelError, will_retry: bool) -> Verdict {
+    match error {
+        ModelError::Unreachable { .. }
+        | ModelError::ServerError { .. }
+        | ModelError::DeadlineExceeded { .. } => Verdict::Down,
+        ModelError::RateLimited { .. } if will_retry => Verdict::Unknown,
+        ModelError::RateLimited { .. } => Verdict::Down,
+        _ => Verdict::Up,
+    }
+}
+
+#[async_trait]
+impl Model for Gateway {
+    async fn complete(&self, request: &ModelRequest) -> Result<ModelReply, ModelError> {
+        let started = Instant::now();
+        let mut row = PendingRow::new(self, request, started);
+        let result = self.serve(request, started, &mut row).await;
+        row.finish(&result, self.price).await;
+        result
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// A call's ledger row while the call runs. Dropped unfinished (the caller stopped waiting), it is
+/// recorded as `cancelled` from a spawned task, so an abandoned call still leaves its row.
+struct PendingRow {
+    ledger: Arc<dyn UsageLedger>,
+    started: Instant,
+    record: UsageRecord,
+    /// Released only after the row is written (see `budget`).
+    reservation: Option<Reservation>,
+    done: bool,
+}
+
+impl PendingRow {
+    fn new(gateway: &Gateway, request: &ModelRequest, started: Instant) -> PendingRow {
+        PendingRow {
+            ledger: Arc::clone(&gateway.ports.ledger),
+            started,
+            record: UsageRecord {
+                at: gateway.ports.clock.now(),
+                model: gateway.config.model.clone(),
+                task: request.task.clone(),
+                step: request.purpose.clone(),
+                template: request.template.clone(),
+                tokens: TokenUsage::default(),
+                latency_ms: 0,
+                cost_micros: 0,
+                cache_hit: false,
+                outcome: CallOutcome::Failed { kind: "cancelled".to_owned() },
+                attempts: 0,
+            },
+            reservation: None,
+            done: false,
+        }
+    }
+
+    async fn finish(mut self, result: &Result<ModelReply, ModelError>, price: Option<ModelPrice>) {
+        let record = &mut self.record;
+        record.latency_ms = millis(self.started.elapsed());
+        record.outcome = match result {
+            Ok(_) => CallOutcome::Ok,
+            Err(e) => CallOutcome::Failed { kind: e.kind().to_owned() },
+        };
+        record.cost_micros = price.map_or(0, |p| p.cost_micros(&record.tokens));
+        debug!(
+            model = %record.model,
+            step = %record.step,
+            outcome = record.outcome.label(),
+            attempts = record.attempts,
+            cache_hit = record.cache_hit,
+            latency_ms = record.latency_ms,
+            input_tokens = record.tokens.input,
+            output_tokens = record.tokens.output,
+            thinking_tokens = record.tokens.thinking,
+            cost_micros = record.cost_micros,
+            "gateway call"
+        );
+        // Marked first: if this await is abandoned the row is already on its way, not recorded twice.
+        self.done = true;
+        write_row(&*self.ledger, &self.record).await;
+        self.reservation = None;
+    }
+}
+
+impl Drop for PendingRow {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.record.latency_ms = millis(self.started.elapsed());
+        let record = self.record.clone();
+        let ledger = Arc::clone(&self.ledger);
+        let reservation = self.reservation.take();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    write_row(&*ledger, &record).await;
+                    drop(reservation);
+                });
+            }
+            Err(_) => {
+                error!(model = %record.model, step = %record.step, attempts = record.attempts,
+                             "usage row of a cancelled model call lost: no tokio runtime to write it")
+            }
+        }
+    }
+}
+
+/// Writes one row; a ledger failure is logged with the row's numbers (an accounting invariant is broken)
+/// but does not fail the call, whose tokens are already spent.
+async fn write_row(ledger: &dyn UsageLedger, record: &UsageRecord) {
+    if let Err(e) = ledger.record(record).await {
+        error!(
+            error = %e,
+            model = %record.model,
+            task = ?record.task.as_ref().map(ToString::to_string),
+            step = %record.step,
+            outcome = record.outcome.label(),
+            input_tokens = record.tokens.input,
+            output_tokens = record.tokens.output,
+            cost_micros = record.cost_micros,
+            "usage row not recorded"
+        );
+    }
+}
