@@ -70,6 +70,15 @@ pub(crate) enum Command {
         /// A task id or unique prefix.
         task: String,
     },
+    /// Model tokens and cost, per task, step, day or model.
+    Usage {
+        /// Only this task (an id or unique prefix).
+        #[arg(long)]
+        task: Option<String>,
+        /// How to group the totals.
+        #[arg(long, value_enum, default_value_t = UsageBy::Task)]
+        by: UsageBy,
+    },
     /// Run a worker that takes messages off the queue until stopped (Ctrl-C), or until idle.
     ServeWorker {
         #[command(flatten)]
@@ -81,6 +90,14 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum UsageBy {
+    Task,
+    Step,
+    Day,
+    Model,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -124,4 +141,16 @@ pub(crate) struct ModelArgs {
     /// Record every model request and reply to this JSONL file (replay it later with `--model replay:FILE`).
     #[arg(long)]
     pub(crate) record: Option<PathBuf>,
+    /// Most a task may spend on model calls, in USD; a call whose worst case would pass it is refused.
+    #[arg(long, env = "CADRE_TASK_BUDGET_USD", default_value_t = 2.0)]
+    pub(crate) budget_usd: f64,
+    /// Client-side limit on model requests per minute (the provider's quota; none when absent).
+    #[arg(long, env = "CADRE_MODEL_RPM")]
+    pub(crate) rpm: Option<u64>,
+    /// Client-side limit on model tokens (input + output) per minute (none when absent).
+    #[arg(long, env = "CADRE_MODEL_TPM")]
+    pub(crate) tpm: Option<u64>,
+    /// A JSON price table replacing the built-in one (`infra/model/prices.json` shows the format).
+    #[arg(long, env = "CADRE_PRICES")]
+    pub(crate) prices: Option<PathBuf>,
 }

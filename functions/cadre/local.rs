@@ -45,7 +45,7 @@ pub(crate) async fn task(
             shown.join(", ")
         );
     }
-    let (model, endpoint) = wiring::model(&args.model, env)?;
+    let (model, endpoint) = wiring::model(&args.model, env, &core)?;
     if !args.detach {
         if let Some(endpoint) = &endpoint {
             wiring::check_reachable(endpoint).await?;
@@ -150,7 +150,7 @@ pub(crate) async fn serve_worker(
         bail!("--concurrency 0 would never take a message; use 1 or more");
     }
     let core = Core::open(home)?;
-    let (model, _endpoint): (Arc<dyn Model>, _) = wiring::model(model_args, env)?;
+    let (model, _endpoint): (Arc<dyn Model>, _) = wiring::model(model_args, env, &core)?;
     tracing::info!(model = %model.describe(), home = %home.root.display(), "worker starting");
     let engine = Engine::new(core.ports(model), config);
     let (stop, stopped) = watch::channel(false);

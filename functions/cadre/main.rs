@@ -8,6 +8,7 @@ mod cli;
 mod local;
 mod out;
 mod review;
+mod usage;
 mod wiring;
 
 use clap::Parser;
@@ -63,6 +64,7 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Reject { task, reason } => review::reject(&task, reason, &home).await,
         Command::Cancel { task } => review::cancel(&task, &home).await,
         Command::Resume { task } => review::resume(&task, &home).await,
+        Command::Usage { task, by } => usage::usage(task, by, &home).await,
     }
 }
 

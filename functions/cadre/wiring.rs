@@ -5,15 +5,19 @@
 
 use anyhow::{bail, Context, Result};
 use cadre_domain::ports::clock::SystemClock;
+use cadre_domain::ports::model_cache::ModelCache;
+use cadre_domain::ports::usage::UsageLedger;
 use cadre_domain::ports::{Clock, Model, Queue, StateStore};
 use cadre_domain::Ports;
 use cadre_model::{
-    parse_model_spec, ApiKey, GeminiConfig, GeminiModel, ModelSpec, OpenAiCompatConfig,
-    OpenAiCompatModel, RecordingModel, ReplayModel,
+    parse_model_spec, ApiKey, Gateway, GatewayConfig, GatewayPorts, GeminiConfig, GeminiModel,
+    ModelSpec, OpenAiCompatConfig, OpenAiCompatModel, PriceTable, RateLimit, RecordingModel,
+    ReplayModel,
 };
 use cadre_queue::{EmbeddedQueue, QueueConfig};
 use cadre_sandbox::HostSandbox;
 use cadre_store::SqliteStore;
+use cadre_usage::{SqliteModelCache, SqliteUsageLedger};
 use cadre_vcs::GitWorkspace;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,6 +88,8 @@ impl Home {
 pub(crate) struct Core {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) ledger: Arc<dyn UsageLedger>,
+    pub(crate) cache: Arc<dyn ModelCache>,
     pub(crate) workspace: Arc<GitWorkspace>,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -96,9 +102,15 @@ impl Core {
             .with_context(|| format!("cannot open the store at {}", db.display()))?;
         let queue = EmbeddedQueue::open(&db, STEPS_QUEUE, QueueConfig::default(), clock.clone())
             .with_context(|| format!("cannot open the queue at {}", db.display()))?;
+        let ledger = SqliteUsageLedger::open(&db)
+            .with_context(|| format!("cannot open the usage ledger at {}", db.display()))?;
+        let cache = SqliteModelCache::open(&db)
+            .with_context(|| format!("cannot open the model cache at {}", db.display()))?;
         Ok(Core {
             store: Arc::new(store),
             queue: Arc::new(queue),
+            ledger: Arc::new(ledger),
+            cache: Arc::new(cache),
             workspace: Arc::new(GitWorkspace::new(home.worktrees())),
             clock,
         })
@@ -117,12 +129,22 @@ impl Core {
     }
 }
 
-/// Builds the model from `--model` and the environment, failing early with the fix when a key is missing.
+/// Builds the model from `--model` and the environment, failing early with the fix when a key is missing:
+/// the provider, recorded when `--record` asks, behind the gateway (limits, retries, breaker, cache,
+/// accounting and the per-task budget).
 pub(crate) fn model(
     args: &ModelArgs,
     env: &Environment,
+    core: &Core,
 ) -> Result<(Arc<dyn Model>, Option<String>)> {
     let spec = parse_model_spec(&args.model)?;
+    let model_id = match &spec {
+        ModelSpec::Gemini { model } => {
+            model.clone().unwrap_or_else(|| cadre_model::DEFAULT_GEMINI_MODEL.to_owned())
+        }
+        ModelSpec::OpenAi { model, .. } => model.clone(),
+        ModelSpec::Replay { .. } => "replay".to_owned(),
+    };
     let (model, endpoint): (Arc<dyn Model>, Option<String>) = match spec {
         ModelSpec::Gemini { model } => {
             let Some(key) = env.gemini_api_key.clone() else {
@@ -154,7 +176,38 @@ pub(crate) fn model(
         Some(file) => Arc::new(RecordingModel::new(model, file.clone())?),
         None => model,
     };
-    Ok((model, endpoint))
+    let gateway = Gateway::new(
+        model,
+        gateway_config(args, model_id)?,
+        GatewayPorts {
+            ledger: core.ledger.clone(),
+            cache: core.cache.clone(),
+            clock: core.clock.clone(),
+        },
+    )?;
+    Ok((Arc::new(gateway), endpoint))
+}
+
+fn gateway_config(args: &ModelArgs, model_id: String) -> Result<GatewayConfig> {
+    if !args.budget_usd.is_finite() || args.budget_usd <= 0.0 {
+        bail!(
+            "--budget-usd {} is not a positive amount of dollars; give e.g. --budget-usd 2.50",
+            args.budget_usd
+        );
+    }
+    let mut config = GatewayConfig::new(model_id);
+    // Dollars to micro-dollars; the check above keeps the value positive and finite.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let budget_micros = (args.budget_usd * 1_000_000.0).round() as u64;
+    config.task_budget_micros = Some(budget_micros);
+    config.requests = args.rpm.map(RateLimit::per_minute);
+    config.tokens = args.tpm.map(RateLimit::per_minute);
+    if let Some(path) = &args.prices {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the price table {}", path.display()))?;
+        config.prices = PriceTable::from_json(&text)?;
+    }
+    Ok(config)
 }
 
 /// Checks that a model endpoint accepts connections, so an unreachable server is reported at once

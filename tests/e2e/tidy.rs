@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("infra/sandbox", &["cadre-domain"]),
     ("infra/vcs", &["cadre-domain"]),
     ("infra/sqlite", &[]),
+    ("infra/usage", &["cadre-domain", "cadre-sqlite"]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.

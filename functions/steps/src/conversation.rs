@@ -8,6 +8,7 @@ use cadre_domain::ports::model::{
     CachePolicy, ChatMessage, Model, ModelReply, ModelRequest, TokenUsage,
 };
 use cadre_domain::step::StepError;
+use cadre_domain::TaskId;
 use serde::Serialize;
 
 use crate::prompt::Template;
@@ -28,9 +29,17 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    /// Starts a conversation with a system template and the first user message.
+    /// Starts a conversation for `task` with a system template and the first user message. The task
+    /// and template go with every request, so the gateway charges the task's budget and records the
+    /// template's version with each call.
     #[must_use]
-    pub fn new(purpose: &str, template: Template, first: String, schema: Option<serde_json::Value>) -> Self {
+    pub fn new(
+        task: &TaskId,
+        purpose: &str,
+        template: Template,
+        first: String,
+        schema: Option<serde_json::Value>,
+    ) -> Self {
         Conversation {
             template: template.id(),
             model: String::new(),
@@ -41,8 +50,8 @@ impl Conversation {
                 response_schema: schema,
                 temperature: Some(0.0),
                 max_output_tokens: None,
-                task: None,
-                template: None,
+                task: Some(task.clone()),
+                template: Some(template.id()),
                 cache: CachePolicy::Use,
             },
             usage: TokenUsage::default(),

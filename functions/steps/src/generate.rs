@@ -76,7 +76,7 @@ async fn generate_in(
     }
     let ctx = context::gather(ports.workspace.as_ref(), worktree, &wanted, false, budget).await?;
     let first = first_message(task, plan, &ctx.render(budget), failed_report, round);
-    let mut convo = Conversation::new("generate", prompt::GENERATE, first, None);
+    let mut convo = Conversation::new(&task.id, "generate", prompt::GENERATE, first, None);
 
     let mut attempt = 0;
     let writes = loop {

@@ -44,7 +44,8 @@ async fn plan_in(
     let ctx = context::gather(ports.workspace.as_ref(), worktree, &wanted, true, budget).await?;
     let mut first = format!("# Goal\n{}\n\n", task.goal);
     first.push_str(&ctx.render(budget));
-    let mut convo = Conversation::new("plan", prompt::PLAN, first, Some(Plan::json_schema()));
+    let mut convo =
+        Conversation::new(&task.id, "plan", prompt::PLAN, first, Some(Plan::json_schema()));
 
     let mut attempt = 0;
     let plan = loop {

@@ -28,10 +28,18 @@ const MANIFESTS: [&str; 5] = ["package.json", "pyproject.toml", "setup.cfg", "to
 /// # Errors
 /// Sandbox, workspace and store failures; [`StepError::MissingState`] without the round's patch;
 /// [`StepError::Unusable`] when no test command is configured or recognisable.
-pub async fn test(task: &Task, round: u32, trace: &TraceId, ports: &Ports) -> Result<StepOutcome, StepError> {
+pub async fn test(
+    task: &Task,
+    round: u32,
+    trace: &TraceId,
+    ports: &Ports,
+) -> Result<StepOutcome, StepError> {
     let patch = artifact_text(ports, &task.id, &ArtifactName::patch(round)).await?;
     let label = format!("{}-test-r{round}", task.id);
-    let worktree = ports.workspace.checkout(Path::new(&task.repo), &task.base_commit, Some(&patch), &label).await?;
+    let worktree = ports
+        .workspace
+        .checkout(Path::new(&task.repo), &task.base_commit, Some(&patch), &label)
+        .await?;
     let result = test_in(task, round, trace, ports, &worktree).await;
     if let Err(error) = ports.workspace.remove(&worktree).await {
         tracing::warn!(%error, "could not remove the test worktree");
@@ -80,16 +88,26 @@ async fn test_in(
     if passed {
         next.push(Envelope::new(task.id.clone(), trace.clone(), StepPayload::Review { round }));
     } else if round < task.settings.max_rounds {
-        next.push(Envelope::new(task.id.clone(), trace.clone(), StepPayload::Generate { round: round + 1 }));
+        next.push(Envelope::new(
+            task.id.clone(),
+            trace.clone(),
+            StepPayload::Generate { round: round + 1 },
+        ));
     } else {
         events.push(Event::Failed {
             step: Some(StepKind::Test),
-            reason: format!("tests still fail after {round} round(s) ({summary}); see `cadre show {}`", task.id),
+            reason: format!(
+                "tests still fail after {round} round(s) ({summary}); see `cadre show {}`",
+                task.id
+            ),
         });
     }
     Ok(StepOutcome {
         events,
-        artifacts: vec![(ArtifactName::report(round), serde_json::to_vec_pretty(&report).unwrap_or_default())],
+        artifacts: vec![(
+            ArtifactName::report(round),
+            serde_json::to_vec_pretty(&report).unwrap_or_default(),
+        )],
         next,
     })
 }
@@ -104,7 +122,9 @@ async fn detect_command(ports: &Ports, worktree: &Worktree) -> Result<Option<Str
             }
         }
     }
-    Ok(test_command::detect(&files, |name| manifests.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone())))
+    Ok(test_command::detect(&files, |name| {
+        manifests.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone())
+    }))
 }
 
 /// "3 passed, 1 failed" when counts are known, else the exit status.
@@ -118,7 +138,9 @@ fn summary_line(report: &TestReport) -> String {
         }
     };
     match report.counts {
-        Some(c) if c.skipped > 0 => format!("{} passed, {} failed, {} skipped ({status})", c.passed, c.failed, c.skipped),
+        Some(c) if c.skipped > 0 => {
+            format!("{} passed, {} failed, {} skipped ({status})", c.passed, c.failed, c.skipped)
+        }
         Some(c) => format!("{} passed, {} failed ({status})", c.passed, c.failed),
         None => status,
     }

@@ -1,6 +1,7 @@
 //! The SQLite file (WAL mode) both adapters use, possibly shared with the state store and the queue.
 //!
-//! Each adapter holds one connection behind a mutex and runs every statement on tokio's blocking pool.
+//! Every adapter of the process on one file shares one connection (`cadre-sqlite`), so the ledger, the
+//! cache, the store and the queue never fight each other for SQLite's write lock.
 //! Errors are described once here (naming the file and the fix) and mapped to each port's error enum by
 //! the adapter.
 
@@ -8,16 +9,13 @@ mod cache;
 mod ledger;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use cadre_sqlite::Fault;
+use rusqlite::Connection;
 
 pub use cache::SqliteModelCache;
 pub use ledger::SqliteUsageLedger;
-
-/// How long a statement waits for another connection's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A database problem, described for people; the adapters map it to their port's error.
 #[derive(Debug)]
@@ -42,7 +40,7 @@ impl From<rusqlite::Error> for Failure {
 
 /// One connection to the file, for one adapter.
 pub(crate) struct Db {
-    conn: Arc<Mutex<Connection>>,
+    conn: cadre_sqlite::Shared,
     path: Arc<PathBuf>,
     /// What the file holds for this adapter, for messages ("usage ledger", "model cache").
     what: &'static str,
@@ -51,9 +49,9 @@ pub(crate) struct Db {
 impl Db {
     /// Opens (creating if needed) the file and this adapter's tables.
     pub(crate) fn open(path: &Path, what: &'static str, schema: &str) -> Result<Db, Problem> {
-        let conn = open_connection(path, schema).map_err(|e| describe(path, what, &e))?;
+        let conn = cadre_sqlite::open_shared(path, schema).map_err(|e| describe(path, what, &e))?;
         tracing::debug!(path = %path.display(), what, "opened sqlite");
-        Ok(Db { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_path_buf()), what })
+        Ok(Db { conn, path: Arc::new(path.to_path_buf()), what })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -66,14 +64,10 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
         let path = Arc::clone(&self.path);
         let what = self.what;
-        let joined = tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: its transaction rolled back
-            // when it was dropped.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut guard).map_err(|f| match f {
+        cadre_sqlite::run(&self.conn, move |conn| {
+            work(conn).map_err(|f| match f {
                 Failure::Db(e) => describe(&path, what, &e),
                 Failure::Corrupt(why) => Problem::Corrupt(format!(
                     "{what} {}: {why}; it was written by another version of cadre or edited by hand",
@@ -81,51 +75,28 @@ impl Db {
                 )),
             })
         })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Problem::Unavailable(format!(
-                "{what} {}: the database call was cancelled ({e}); retry",
-                self.path.display()
-            ))),
-        }
+        .await
+        .unwrap_or_else(|cancelled| {
+            Err(Problem::Unavailable(format!("{what} {}: {cancelled}; retry", self.path.display())))
+        })
     }
-}
-
-fn open_connection(path: &Path, schema: &str) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints only, which in WAL mode
-    // can lose the last commits on power loss but never corrupts the file.
-    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(schema)?;
-    tx.commit()?;
-    Ok(conn)
 }
 
 /// Describes an SQLite error, naming the file and what to do.
 fn describe(path: &Path, what: &str, e: &rusqlite::Error) -> Problem {
     let path = path.display();
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Problem::Unavailable(format!(
-                "{what} {path} stayed locked by another connection for more than {} s ({e}); retry later",
-                BUSY_TIMEOUT.as_secs()
-            )),
-            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Problem::Corrupt(format!(
-                "{what} {path} is damaged or is not an sqlite database ({e}); move it aside and start with a new file"
-            )),
-            _ => Problem::Unavailable(format!("{what} {path}: {e}")),
-        },
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..) => Problem::Corrupt(format!(
+    match cadre_sqlite::classify(e) {
+        Fault::Busy => Problem::Unavailable(format!(
+            "{what} {path} stayed locked by another process for more than {} s ({e}); retry later",
+            cadre_sqlite::BUSY_LIMIT.as_secs()
+        )),
+        Fault::Corrupt => Problem::Corrupt(format!(
+            "{what} {path} is damaged or is not an sqlite database ({e}); move it aside and start with a new file"
+        )),
+        Fault::Unreadable => Problem::Corrupt(format!(
             "{what} {path} holds a row this build cannot read ({e}); it was written by another version of cadre"
         )),
-        _ => Problem::Unavailable(format!("{what} {path}: {e}")),
+        Fault::Other => Problem::Unavailable(format!("{what} {path}: {e}")),
     }
 }
 
