@@ -80,7 +80,7 @@ async fn checkout_of_an_unknown_commit_fails_cleanly() {
     let unknown = cadre_domain::ids::CommitId::parse(&"1".repeat(40)).unwrap();
     let err = ws.checkout(repo.path(), &unknown, None, "u").await.unwrap_err();
     let WorkspaceError::Git(msg) = &err else { panic!("expected Git, got {err:?}") };
-    assert!(msg.contains("`git checkout -q --detach 1111"), "{msg}");
+    assert!(msg.contains("`git read-tree -u --reset 1111"), "{msg}");
     assert!(!ws.worktrees_root().join("u").exists());
 }
 
