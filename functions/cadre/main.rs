@@ -5,6 +5,7 @@
 //! refused, 2 bad usage or configuration.
 
 mod cli;
+mod knowledge;
 mod local;
 mod out;
 mod review;
@@ -63,6 +64,8 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Reject { task, reason } => review::reject(&task, reason, &home).await,
         Command::Cancel { task } => review::cancel(&task, &home).await,
         Command::Resume { task } => review::resume(&task, &home).await,
+        Command::Index(args) => knowledge::index(args, &home).await,
+        Command::Search(args) => knowledge::search(args, &home).await,
     }
 }
 
