@@ -79,6 +79,10 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = UsageBy::Task)]
         by: UsageBy,
     },
+    /// Index a repository for retrieval: only files changed since the last run are parsed again.
+    Index(IndexArgs),
+    /// Search an indexed repository: ranked `file:line  score  symbol`.
+    Search(SearchArgs),
     /// Run a worker that takes messages off the queue until stopped (Ctrl-C), or until idle.
     ServeWorker {
         #[command(flatten)]
@@ -153,4 +157,37 @@ pub(crate) struct ModelArgs {
     /// A JSON price table replacing the built-in one (`infra/model/prices.json` shows the format).
     #[arg(long, env = "CADRE_PRICES")]
     pub(crate) prices: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IndexArgs {
+    /// The repository (or any directory) to index.
+    #[arg(default_value = ".")]
+    pub(crate) path: PathBuf,
+    /// Re-parse every file, ignoring what is indexed already.
+    #[arg(long, conflicts_with = "only")]
+    pub(crate) full: bool,
+    /// Re-index only this file (relative to PATH), e.g. one just saved; repeat for more.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// The indexed repository.
+    pub(crate) path: PathBuf,
+    /// Words, identifiers or a question.
+    pub(crate) query: String,
+    /// Most results shown.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub(crate) limit: usize,
+    /// Only paths starting with this (relative to PATH).
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// Only this language (rust, python, javascript, typescript, go, java, c, cpp, text); repeat for more.
+    #[arg(long = "lang")]
+    pub(crate) languages: Vec<String>,
+    /// Print each result's text under it.
+    #[arg(long)]
+    pub(crate) text: bool,
 }

@@ -5,6 +5,7 @@
 //! refused, 2 bad usage or configuration.
 
 mod cli;
+mod knowledge;
 mod local;
 mod out;
 mod review;
@@ -65,6 +66,8 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Cancel { task } => review::cancel(&task, &home).await,
         Command::Resume { task } => review::resume(&task, &home).await,
         Command::Usage { task, by } => usage::usage(task, by, &home).await,
+        Command::Index(args) => knowledge::index(args, &home).await,
+        Command::Search(args) => knowledge::search(args, &home).await,
     }
 }
 

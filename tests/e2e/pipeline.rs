@@ -85,7 +85,11 @@ async fn gemini_task_reaches_review_and_apply_makes_the_tests_pass() {
 
     // Both calls went through the gateway and were charged to the task.
     let usage = cadre.run(&["usage", "--task", &task]).await.expect_code(0);
-    let row = usage.stdout.lines().find(|l| l.starts_with(&task[..8])).unwrap_or_else(|| panic!("{}", usage.stdout));
+    let row = usage
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&task[..8]))
+        .unwrap_or_else(|| panic!("{}", usage.stdout));
     assert_eq!(row.split_whitespace().nth(1), Some("2"), "two model calls: {row}");
 
     // The repository is untouched until a person applies the change.

@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("infra/vcs", &["cadre-domain"]),
     ("infra/sqlite", &[]),
     ("infra/usage", &["cadre-domain", "cadre-sqlite"]),
+    ("infra/knowledge", &["cadre-domain"]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.

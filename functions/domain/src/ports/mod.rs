@@ -2,6 +2,7 @@
 //! Each has an embedded implementation in `infra/` and, where a cloud needs it, a cloud one.
 
 pub mod clock;
+pub mod knowledge;
 pub mod model;
 pub mod model_cache;
 pub mod queue;
