@@ -35,6 +35,9 @@ pub struct TestReport {
     pub output_truncated: bool,
     /// How the run was isolated.
     pub isolation: Isolation,
+    /// The sandbox limit that ended or crippled the run, e.g. "memory limit 512 MiB"; absent when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by: Option<String>,
 }
 
 /// Passed / failed / skipped counts.

@@ -81,6 +81,7 @@ async fn test_in(
         output_tail: run.output,
         output_truncated: run.truncated,
         isolation: run.isolation,
+        killed_by: run.killed_by,
     };
     let summary = summary_line(&report);
     let mut events = vec![Event::TestsFinished { round, passed, summary: summary.clone() }];

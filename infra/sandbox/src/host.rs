@@ -6,7 +6,8 @@
 //! A process that leaves the group on purpose (`setsid`) escapes it; closing that gap is the
 //! container sandbox's job.
 
-use crate::tail::Tail;
+use crate::capture::Capture;
+use crate::limits;
 use async_trait::async_trait;
 use cadre_domain::ports::sandbox::{RunOutput, RunSpec, Sandbox, SandboxError};
 use cadre_domain::report::Isolation;
@@ -14,18 +15,10 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::io;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, Once, PoisonError};
-use std::time::Duration;
-use tokio::io::AsyncReadExt;
-use tokio::net::unix::pipe;
+use std::sync::Once;
 use tokio::process::Command;
-use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tracing::{debug, warn};
-
-/// How long to wait for the output pipe to close once the group is dead. Only a process that left
-/// the group can hold it open longer; its output is then cut off rather than waited for.
-const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 static WARN_UNISOLATED: Once = Once::new();
 
@@ -65,7 +58,6 @@ impl Default for HostSandbox {
 struct ProcessGroup {
     pgid: Pid,
     alive: bool,
-    pump: Option<AbortHandle>,
 }
 
 impl ProcessGroup {
@@ -86,43 +78,6 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill();
-        if let Some(pump) = &self.pump {
-            pump.abort();
-        }
-    }
-}
-
-/// Copies the pipe into the tail until every writer has closed it.
-async fn pump(mut rx: pipe::Receiver, tail: Arc<Mutex<Tail>>) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = rx.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        tail.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]);
-    }
-}
-
-/// Waits for the pump to see end-of-file; a pipe held open past [`DRAIN_GRACE`] is abandoned.
-async fn drain(pump: &mut JoinHandle<io::Result<()>>, command: &str) -> Result<(), SandboxError> {
-    match tokio::time::timeout(DRAIN_GRACE, &mut *pump).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => {
-            Err(SandboxError::Runtime(format!("reading the output of `{command}` failed: {e}")))
-        }
-        Ok(Err(e)) => {
-            Err(SandboxError::Runtime(format!("the output reader of `{command}` failed: {e}")))
-        }
-        Err(_) => {
-            pump.abort();
-            warn!(
-                command,
-                "output pipe still open after the process group was killed; \
-                 a process left the group (setsid?) and its later output is lost"
-            );
-            Ok(())
-        }
     }
 }
 
@@ -137,15 +92,8 @@ impl Sandbox for HostSandbox {
             |reason: String| SandboxError::Spawn { command: spec.command.clone(), reason };
         let started = Instant::now();
 
-        // One pipe for both streams keeps their relative order exactly as written.
-        let (tx, rx) =
-            pipe::pipe().map_err(|e| spawn_error(format!("cannot create the output pipe: {e}")))?;
-        let stdout = tx
-            .into_blocking_fd()
-            .map_err(|e| spawn_error(format!("cannot prepare the output pipe: {e}")))?;
-        let stderr = stdout
-            .try_clone()
-            .map_err(|e| spawn_error(format!("cannot prepare the output pipe: {e}")))?;
+        let (stdout, stderr, pump) =
+            Capture::start(spec.output_limit).map_err(spawn_error)?.into_parts();
 
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
@@ -165,9 +113,7 @@ impl Sandbox for HostSandbox {
             child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw).ok_or_else(
                 || SandboxError::Runtime("the started shell has no process id".into()),
             )?;
-        let tail = Arc::new(Mutex::new(Tail::new(spec.output_limit)));
-        let mut pump = tokio::spawn(pump(rx, Arc::clone(&tail)));
-        let mut group = ProcessGroup { pgid, alive: true, pump: Some(pump.abort_handle()) };
+        let mut group = ProcessGroup { pgid, alive: true };
         debug!(pgid = pgid.as_raw(), workdir = %spec.workdir.display(), "started command");
 
         let wait_error = |e: io::Error| {
@@ -184,14 +130,8 @@ impl Sandbox for HostSandbox {
         if exited.is_none() {
             child.wait().await.map_err(wait_error)?;
         }
-        drain(&mut pump, &spec.command).await?;
+        let (output, truncated) = pump.finish(&spec.command).await?;
         drop(group);
-
-        let tail = std::mem::replace(
-            &mut *tail.lock().unwrap_or_else(PoisonError::into_inner),
-            Tail::new(0),
-        );
-        let (output, truncated) = tail.finish();
         let timed_out = exited.is_none();
         let exit_code = exited.and_then(|s| s.code());
         let duration = started.elapsed();
@@ -209,6 +149,7 @@ impl Sandbox for HostSandbox {
             truncated,
             duration,
             isolation: self.isolation(),
+            killed_by: timed_out.then(|| limits::describe_timeout(spec.timeout)),
         })
     }
 

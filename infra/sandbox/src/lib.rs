@@ -1,17 +1,34 @@
 //! Sandboxes: the adapters behind [`cadre_domain::ports::Sandbox`], where a task's tests run.
 //!
-//! Today there is one, [`HostSandbox`]: a plain host subprocess with a timeout, a bounded output tail
-//! and process-group cleanup. It is **not** a security boundary; it reports
-//! [`Isolation::HostUnisolated`](cadre_domain::report::Isolation::HostUnisolated) so every report
-//! says so. The isolated container runner (youki) is a later adapter in this crate.
+//! - [`YoukiSandbox`]: each run in a fresh container built with youki's `libcontainer`: PID,
+//!   mount, IPC, UTS, cgroup and network (loopback only) namespaces, memory/pids/CPU cgroup limits,
+//!   no capabilities, `no_new_privs`, a seccomp deny-list, a read-only root of host toolchain
+//!   directories and a private copy of the worktree as the only writable tree. It reports
+//!   [`Isolation::Container`](cadre_domain::report::Isolation::Container) and says which limit
+//!   ended a run (`killed_by`). It needs root; [`preflight`] says what a host lacks.
+//! - [`HostSandbox`]: a plain host subprocess with a timeout, a bounded output tail and
+//!   process-group cleanup. It is **not** a security boundary and reports
+//!   [`Isolation::HostUnisolated`](cadre_domain::report::Isolation::HostUnisolated), so every
+//!   report says so. Only for hosts where containers cannot run.
 //!
-//! Key design decision: stdout and stderr share one pipe, so the captured output is in the exact
-//! order the command wrote it, and only its last `output_limit` bytes are ever held in memory.
+//! Key design decisions: stdout and stderr share one pipe, so the captured output is in the exact
+//! order the command wrote it and only its last `output_limit` bytes are held in memory; and each
+//! container is created by a separate single-threaded runner process ([`runner_main`], shipped as
+//! the `cadre-sandbox-runner` binary), because libcontainer's raw `clone3` from a multi-threaded
+//! process can leave the new process deadlocked on a lock another thread held.
 //!
-//! This crate must not leave a process behind after a timed-out or cancelled run, must not buffer
-//! unbounded output, and must not depend on another infra crate.
+//! This crate must not leave a process, container or cgroup behind after a run (timed out,
+//! cancelled or failed), must not buffer unbounded output, must never write the caller's worktree
+//! from a container run, and must not depend on another infra crate.
 
+mod capture;
 mod host;
+mod limits;
 mod tail;
+mod youki;
 
 pub use host::HostSandbox;
+pub use limits::Limits;
+pub use youki::{
+    preflight, runner_main, Network, Runner, UserNamespace, YoukiConfig, YoukiSandbox,
+};

@@ -34,6 +34,9 @@ pub struct RunOutput {
     pub duration: Duration,
     /// How the run was isolated.
     pub isolation: Isolation,
+    /// The limit that ended or crippled the run, when one did, e.g. "memory limit 512 MiB",
+    /// "timeout 30 s" or "pids limit 256"; reports show it so a killed run is not read as a test failure.
+    pub killed_by: Option<String>,
 }
 
 /// Why a run could not be carried out (a failing command is not an error: it is a [`RunOutput`]).

@@ -1,8 +1,15 @@
-//! Integration tests for `HostSandbox`: real `sh` processes in temp dirs. They check the `# Errors`
-//! MUST sentences of `Sandbox::run` (NoWorkdir, Spawn, failing and timed-out runs are `Ok`, and a
-//! timed-out or cancelled run leaves no process behind) plus the output tail.
+//! Integration tests: `HostSandbox` with real `sh` processes in temp dirs, and `YoukiSandbox`
+//! with real containers (these need root, namespaces and cgroups, and fail saying so otherwise).
+//! They check the `# Errors` MUST sentences of `Sandbox::run` (NoWorkdir, Spawn, failing and
+//! timed-out runs are `Ok`, and a timed-out or cancelled run leaves no process behind), the output
+//! tail, and for containers the escape suite of issue 5 and real test suites run inside.
 
 mod cleanup;
+mod container_cleanup;
+mod container_escape;
+mod container_run;
+mod container_suites;
+mod container_support;
 mod output;
 mod run;
 mod support;

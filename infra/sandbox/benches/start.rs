@@ -1,0 +1,179 @@
+//! Start latency of a container run: create → start → exit → delete of `/bin/true`, as the test
+//! step pays it (workspace copy of an empty worktree, runner process, container, cleanup), with and
+//! without the seccomp filter, beside the unisolated host sandbox and the bare cost of starting the
+//! runner process.
+//!
+//! Run as root: `cargo bench -p cadre-sandbox --bench start` (release), or for the dev profile
+//! `cargo test -p cadre-sandbox --bench start` … or build it and run the binary. `CADRE_BENCH_RUNS`
+//! sets runs per row (default 200); 10 warm-up runs precede each row.
+//! Compare with `/work/shared/anchors/sandbox/RESULTS.md` (crun+seccomp p50 27.5 ms, runc ≈ 29 ms,
+//! youki CLI ≈ 28 ms, measured with hyperfine around whole CLI invocations).
+
+#![allow(clippy::print_stdout)] // A benchmark's table is its output.
+
+use cadre_domain::ports::sandbox::{RunSpec, Sandbox};
+use cadre_sandbox::{HostSandbox, Limits, Runner, YoukiConfig, YoukiSandbox};
+use std::time::{Duration, Instant};
+
+const WARMUP: usize = 10;
+
+fn runs() -> usize {
+    std::env::var_os("CADRE_BENCH_RUNS")
+        .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
+        .unwrap_or(200)
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let mean = samples.iter().sum::<Duration>().as_secs_f64() * 1000.0 / samples.len() as f64;
+    println!(
+        "{name:<28} n={:<4} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  min {:>7.2}  mean {:>7.2}",
+        samples.len(),
+        pct(&samples, 50.0),
+        pct(&samples, 90.0),
+        pct(&samples, 99.0),
+        samples[0].as_secs_f64() * 1000.0,
+        mean
+    );
+}
+
+async fn time_runs(sandbox: &dyn Sandbox, spec: &RunSpec, n: usize) -> Vec<Duration> {
+    for _ in 0..WARMUP.min(n) {
+        let out = sandbox.run(spec).await.expect("run");
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = sandbox.run(spec).await.expect("run");
+        samples.push(t.elapsed());
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+    }
+    samples
+}
+
+/// A real `cargo test` of a two-test crate, built from scratch each time (no target dir carried
+/// over), on the host and inside the container.
+async fn cargo_overhead(root: &std::path::Path) {
+    let n: usize = std::env::var_os("CADRE_BENCH_CARGO_RUNS")
+        .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
+        .unwrap_or(5);
+    let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) else {
+        println!("cargo test overhead: skipped, HOME is not set");
+        return;
+    };
+    let krate = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(krate.path().join("src")).expect("src");
+    std::fs::write(
+        krate.path().join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        krate.path().join("src/lib.rs"),
+        "pub fn add(a: u32, b: u32) -> u32 { a + b }\n#[cfg(test)]\nmod tests {\n\
+         #[test] fn one() { assert_eq!(super::add(1, 2), 3); }\n\
+         #[test] fn two() { assert_eq!(super::add(2, 2), 4); }\n}\n",
+    )
+    .expect("lib");
+    let target = root.join("host-target");
+    let host_cmd = format!(
+        "rm -rf {t} && cargo test --offline -q --target-dir {t} >/dev/null 2>&1",
+        t = target.display()
+    );
+    let spec = |command: String| RunSpec {
+        workdir: krate.path().to_path_buf(),
+        command,
+        env: Vec::new(),
+        timeout: Duration::from_secs(300),
+        output_limit: 64 * 1024,
+    };
+    let host = HostSandbox::new();
+    let mut cfg = config(root, true).with_home_toolchains(&home);
+    cfg.limits = Limits { memory_bytes: 2 << 30, pids: 512, cpu_millicores: 2000 };
+    let container = YoukiSandbox::new(cfg).expect("sandbox");
+    let container_spec = spec("cargo test --offline -q >/dev/null 2>&1".into());
+    let host_spec = spec(host_cmd);
+    let (mut on_host, mut inside) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        on_host.extend(time_runs(&host, &host_spec, 1).await);
+        inside.extend(time_runs(&container, &container_spec, 1).await);
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    report("cargo test, host", on_host.clone());
+    report("cargo test, youki + seccomp", inside.clone());
+    let (h, c) = (median(on_host), median(inside));
+    println!(
+        "cargo test overhead inside the container: {:+.1}% (median {:.0} ms vs {:.0} ms)",
+        (c.as_secs_f64() / h.as_secs_f64() - 1.0) * 100.0,
+        c.as_secs_f64() * 1000.0,
+        h.as_secs_f64() * 1000.0
+    );
+}
+
+fn config(root: &std::path::Path, seccomp: bool) -> YoukiConfig {
+    let runner =
+        Runner { program: env!("CARGO_BIN_EXE_cadre-sandbox-runner").into(), args: Vec::new() };
+    let mut cfg = YoukiConfig::new(root.join(if seccomp { "seccomp" } else { "plain" }), runner);
+    cfg.limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu_millicores: 2000 };
+    cfg.seccomp = seccomp;
+    cfg.cgroup_parent = "cadre-bench".into();
+    cfg
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = runs();
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let spec = RunSpec {
+        workdir: work.path().to_path_buf(),
+        command: "/bin/true".into(),
+        env: Vec::new(),
+        timeout: Duration::from_secs(30),
+        output_limit: 64 * 1024,
+    };
+    println!("start latency of `/bin/true`, {n} runs per row after {WARMUP} warm-up runs");
+
+    // The floor under every container run: starting the runner process, which exits at once.
+    let mut floor = Vec::with_capacity(n);
+    for i in 0..WARMUP + n {
+        let t = Instant::now();
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_cadre-sandbox-runner"))
+            .arg("--bogus")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("runner");
+        if i >= WARMUP {
+            floor.push(t.elapsed());
+        }
+        assert_eq!(status.code(), Some(2));
+    }
+    report("runner process (exec+exit)", floor);
+
+    report("host sandbox (unisolated)", time_runs(&HostSandbox::new(), &spec, n).await);
+    let plain = YoukiSandbox::new(config(root.path(), false)).expect("sandbox (run as root)");
+    let filtered = YoukiSandbox::new(config(root.path(), true)).expect("sandbox");
+    // Interleaved, so both rows see the same background load on a shared machine.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..n / 10 {
+        a.extend(time_runs(&plain, &spec, 10).await);
+        b.extend(time_runs(&filtered, &spec, 10).await);
+    }
+    report("youki sandbox, no seccomp", a);
+    report("youki sandbox + seccomp", b);
+    cargo_overhead(root.path()).await;
+    for dir in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(dir.path().join("cadre-bench"));
+    }
+}

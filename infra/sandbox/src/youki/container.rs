@@ -1,0 +1,76 @@
+//! The parent's side of one run: preparing its bundle (workspace copy and spec) before the runner
+//! starts, and reading how it ended afterwards.
+
+use super::root::RuntimeRoot;
+use super::rootfs::Bind;
+use super::runner::{result_file, Outcome};
+use super::spec::{self, RunParts};
+use super::{cgroups, workspace, YoukiConfig};
+use cadre_domain::ports::sandbox::SandboxError;
+use std::path::PathBuf;
+use tracing::debug;
+
+/// What preparing one run needs.
+pub(crate) struct Prepare {
+    pub(crate) id: String,
+    pub(crate) config: YoukiConfig,
+    pub(crate) root: RuntimeRoot,
+    pub(crate) binds: Vec<Bind>,
+    pub(crate) workdir: PathBuf,
+    pub(crate) command: String,
+    pub(crate) env: Vec<(String, String)>,
+}
+
+impl Prepare {
+    /// Creates `runs/<id>` with the workspace copy (`work/`, owned by the container's user) and
+    /// the spec (`config.json`). Returns the bundle directory.
+    ///
+    /// # Errors
+    /// [`SandboxError::Spawn`] for a spec that cannot be built (e.g. an unpassable variable),
+    /// [`SandboxError::Runtime`] when the copy or a write fails.
+    pub(crate) fn run(self) -> Result<PathBuf, SandboxError> {
+        let bundle = self.root.runs.join(&self.id);
+        std::fs::create_dir(&bundle).map_err(|e| {
+            SandboxError::Runtime(format!(
+                "cannot create the run directory {}: {e}",
+                bundle.display()
+            ))
+        })?;
+        let work = bundle.join("work");
+        let (uid, gid) = host_ids(&self.config);
+        let files = workspace::copy_tree(&self.workdir, &work, uid, gid).map_err(|e| {
+            SandboxError::Runtime(format!(
+                "cannot copy the workspace {} for the container: {e}",
+                self.workdir.display()
+            ))
+        })?;
+        debug!(id = self.id, files, "workspace copied");
+        let spec = spec::build(
+            &self.config,
+            &RunParts {
+                command: &self.command,
+                env: &self.env,
+                rootfs: &self.root.rootfs,
+                binds: &self.binds,
+                workspace: &work,
+                cgroup_path: cgroups::path(&self.config.cgroup_parent, &self.id),
+            },
+        )
+        .map_err(|reason| SandboxError::Spawn { command: self.command.clone(), reason })?;
+        spec.save(bundle.join("config.json"))
+            .map_err(|e| SandboxError::Runtime(format!("cannot write the container spec: {e}")))?;
+        Ok(bundle)
+    }
+}
+
+/// The host uid and gid that own the workspace copy: the container user, shifted by the user
+/// namespace's mapping when there is one.
+fn host_ids(cfg: &YoukiConfig) -> (u32, u32) {
+    let base = cfg.user_namespace.map_or(0, |u| u.host_id_base);
+    (base + cfg.uid, base + cfg.gid)
+}
+
+/// Reads the runner's report from the bundle; `None` when it wrote none.
+pub(crate) fn outcome(bundle: &std::path::Path) -> Option<Outcome> {
+    std::fs::read_to_string(result_file(bundle)).ok().and_then(|t| Outcome::parse(&t))
+}

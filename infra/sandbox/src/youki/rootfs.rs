@@ -1,0 +1,128 @@
+//! The container's root: a read-only skeleton directory whose only content is mount points and
+//! the host's top-level symlinks, with the host's toolchain directories bind-mounted on it.
+//!
+//! Nothing of the host is copied: the skeleton is built once per sandbox and shared by every run
+//! (each run's mount namespace has its own read-only view of it).
+
+use std::io;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use tracing::debug;
+
+/// Where the workspace is mounted inside, and the command's working directory.
+pub(crate) const WORKSPACE: &str = "/workspace";
+
+/// One read-only bind mount: the host path, mounted at the same path inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bind {
+    pub(crate) path: PathBuf,
+}
+
+/// Creates the skeleton under `dir` for `read_only` host paths, and returns the binds to make.
+///
+/// A host path that is a symlink becomes the same symlink (so `/bin -> usr/bin` resolves through
+/// the `/usr` mount); a missing one is skipped. Binds come out parents first, the order mounts
+/// must be made in.
+///
+/// # Errors
+/// A path that is not absolute, or a failure to create the skeleton.
+pub(crate) fn prepare(dir: &Path, read_only: &[PathBuf]) -> io::Result<Vec<Bind>> {
+    make_dir(dir, 0o755)?;
+    for fixed in ["proc", "dev", "tmp", "workspace"] {
+        make_dir(&dir.join(fixed), 0o755)?;
+    }
+    let mut binds = Vec::new();
+    for host in read_only {
+        let inside = relative(host)?;
+        let meta = match std::fs::symlink_metadata(host) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                debug!(path = %host.display(), "read-only mount skipped: not on this host");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let target = dir.join(&inside);
+        if let Some(parent) = target.parent() {
+            make_dir_all(dir, parent)?;
+        }
+        if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(host)?;
+            match symlink(&link, &target) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+            continue;
+        }
+        if meta.is_dir() {
+            make_dir(&target, 0o755)?;
+        } else if !target.exists() {
+            std::fs::File::create(&target)?;
+        }
+        binds.push(Bind { path: host.clone() });
+    }
+    binds.sort_by_key(|b| b.path.components().count());
+    binds.dedup();
+    Ok(binds)
+}
+
+fn relative(path: &Path) -> io::Result<PathBuf> {
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("read-only mount {} must be an absolute path without `..`", path.display()),
+        ));
+    }
+    Ok(path.components().skip(1).collect())
+}
+
+/// Creates `dir` with `mode` unless it exists (a concurrent sandbox may be creating it too).
+fn make_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates every directory from `root` down to `dir`, each world-traversable: a mount point's
+/// parents inside (e.g. `/root` for `/root/.cargo`) must not hide it from the unprivileged user.
+fn make_dir_all(root: &Path, dir: &Path) -> io::Result<()> {
+    let Ok(rest) = dir.strip_prefix(root) else { return Ok(()) };
+    let mut at = root.to_path_buf();
+    for part in rest.components() {
+        at.push(part);
+        make_dir(&at, 0o755)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_are_recreated_dirs_become_binds_missing_are_skipped() {
+        let host = tempfile::tempdir().unwrap();
+        let h = host.path();
+        std::fs::create_dir_all(h.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(h.join("home/.cargo")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", h.join("bin")).unwrap();
+        std::fs::write(h.join("file"), "x").unwrap();
+        let skel = tempfile::tempdir().unwrap();
+        let dir = skel.path().join("rootfs");
+        let paths = ["home/.cargo", "usr", "bin", "missing", "file"].map(|p| h.join(p));
+        let binds = prepare(&dir, &paths).unwrap();
+        let bound: Vec<_> = binds.iter().map(|b| b.path.clone()).collect();
+        assert_eq!(bound, [h.join("usr"), h.join("file"), h.join("home/.cargo")]);
+        let inside = |p: &str| dir.join(relative(&h.join(p)).unwrap());
+        assert_eq!(std::fs::read_link(inside("bin")).unwrap(), Path::new("usr/bin"));
+        assert!(inside("home/.cargo").is_dir());
+        assert!(inside("file").is_file());
+        assert!(!inside("missing").exists());
+        assert!(dir.join("workspace").is_dir());
+        // Idempotent: a second sandbox on the same root reuses the skeleton.
+        assert_eq!(prepare(&dir, &paths).unwrap(), binds);
+        assert!(prepare(&dir, &[PathBuf::from("relative")]).is_err());
+    }
+}
