@@ -16,12 +16,24 @@ pub(crate) struct Cli {
     #[arg(long, global = true, default_value_t = 30)]
     pub(crate) visibility_timeout: u64,
 
+    /// Where the repository's tests run: `youki` (a container: own namespaces, no network, cgroup
+    /// limits, seccomp; needs root) or `host` (a plain process with no isolation, for machines where
+    /// containers cannot run). Cadre never falls back from one to the other by itself.
+    #[arg(long, global = true, value_enum, env = "CADRE_SANDBOX", default_value_t = SandboxKind::Youki)]
+    pub(crate) sandbox: SandboxKind,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
 
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SandboxKind {
+    Youki,
+    Host,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

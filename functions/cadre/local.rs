@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use crate::cli::{ModelArgs, TaskArgs};
+use crate::cli::{ModelArgs, SandboxKind, TaskArgs};
 use crate::out;
 use crate::wiring::{self, Core, Environment, Home};
 
@@ -19,6 +19,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(50);
 pub(crate) async fn task(
     args: TaskArgs,
     config: EngineConfig,
+    sandbox: SandboxKind,
     home: &Home,
     env: &Environment,
 ) -> Result<ExitCode> {
@@ -63,7 +64,8 @@ pub(crate) async fn task(
         },
         created_at: core.clock.now(),
     };
-    let ports = core.ports(model.clone());
+    let sandbox = wiring::sandbox(sandbox, home, env)?;
+    let ports = core.ports(model.clone(), sandbox);
     cadre_engine::submit(&ports, &task).await.context("cannot queue the task")?;
     out::line(format!(
         "task {} on {} at {} ({})",
@@ -143,6 +145,7 @@ pub(crate) async fn serve_worker(
     model_args: &ModelArgs,
     until_idle: bool,
     config: EngineConfig,
+    sandbox: SandboxKind,
     home: &Home,
     env: &Environment,
 ) -> Result<ExitCode> {
@@ -152,7 +155,8 @@ pub(crate) async fn serve_worker(
     let core = Core::open(home)?;
     let (model, _endpoint): (Arc<dyn Model>, _) = wiring::model(model_args, env, &core)?;
     tracing::info!(model = %model.describe(), home = %home.root.display(), "worker starting");
-    let engine = Engine::new(core.ports(model), config);
+    let sandbox = wiring::sandbox(sandbox, home, env)?;
+    let engine = Engine::new(core.ports(model, sandbox), config);
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn({
         let engine = engine.clone();

@@ -23,6 +23,13 @@ use cli::{Cli, Command, LogFormat};
 use wiring::{Environment, Home};
 
 fn main() -> ExitCode {
+    // A container is created by a short-lived, single-threaded copy of this binary: libcontainer must
+    // not run inside a multi-threaded process. Dispatch it before the runtime or logging start.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(wiring::SANDBOX_RUNNER_ARG.as_ref()) {
+        let code = cadre_sandbox::runner_main(args.collect());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let env = Environment::read();
     install_logging(cli.log_format, &cli.command, env.log_filter.as_deref());
@@ -48,16 +55,10 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         ..EngineConfig::default()
     };
     match cli.command {
-        Command::Task(args) => local::task(args, engine, &home, env).await,
+        Command::Task(args) => local::task(args, engine, cli.sandbox, &home, env).await,
         Command::ServeWorker { model, until_idle, concurrency } => {
-            local::serve_worker(
-                &model,
-                until_idle,
-                EngineConfig { concurrency, ..engine },
-                &home,
-                env,
-            )
-            .await
+            let config = EngineConfig { concurrency, ..engine };
+            local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env).await
         }
         Command::Status { task } => review::status(task, &home).await,
         Command::Show { task, only } => review::show(&task, only, &home).await,

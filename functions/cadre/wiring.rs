@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use cadre_domain::ports::clock::SystemClock;
 use cadre_domain::ports::model_cache::ModelCache;
 use cadre_domain::ports::usage::UsageLedger;
+use cadre_domain::ports::Sandbox;
 use cadre_domain::ports::{Clock, Model, Queue, StateStore};
 use cadre_domain::Ports;
 use cadre_model::{
@@ -15,7 +16,7 @@ use cadre_model::{
     ReplayModel,
 };
 use cadre_queue::{EmbeddedQueue, QueueConfig};
-use cadre_sandbox::HostSandbox;
+use cadre_sandbox::{HostSandbox, Runner, YoukiConfig, YoukiSandbox};
 use cadre_store::SqliteStore;
 use cadre_usage::{SqliteModelCache, SqliteUsageLedger};
 use cadre_vcs::GitWorkspace;
@@ -23,7 +24,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::ModelArgs;
+use crate::cli::{ModelArgs, SandboxKind};
+
+/// The hidden subcommand under which `cadre` runs one container (see `cadre_sandbox::runner_main`).
+pub(crate) const SANDBOX_RUNNER_ARG: &str = "__sandbox-runner";
 
 /// The name of the embedded queue that carries step messages.
 const STEPS_QUEUE: &str = "steps";
@@ -116,15 +120,46 @@ impl Core {
         })
     }
 
-    /// Every port, with the model and the (unisolated) host sandbox, for commands that run steps.
-    pub(crate) fn ports(&self, model: Arc<dyn Model>) -> Ports {
+    /// Every port, for commands that run steps.
+    pub(crate) fn ports(&self, model: Arc<dyn Model>, sandbox: Arc<dyn Sandbox>) -> Ports {
         Ports {
             store: self.store.clone(),
             queue: self.queue.clone(),
             model,
-            sandbox: Arc::new(HostSandbox::new()),
+            sandbox,
             workspace: self.workspace.clone(),
             clock: self.clock.clone(),
+        }
+    }
+}
+
+/// Builds the sandbox the tests run in. The container sandbox is the default; when it cannot run here
+/// the error says what is missing and how to choose the unisolated runner on purpose.
+pub(crate) fn sandbox(
+    kind: SandboxKind,
+    home: &Home,
+    env: &Environment,
+) -> Result<Arc<dyn Sandbox>> {
+    match kind {
+        SandboxKind::Host => {
+            tracing::warn!(
+                "--sandbox host: the repository's tests run as plain processes with no isolation"
+            );
+            Ok(Arc::new(HostSandbox::new()))
+        }
+        SandboxKind::Youki => {
+            let program = std::env::current_exe()
+                .context("cannot find the cadre executable to run containers")?;
+            let runner = Runner { program, args: vec![SANDBOX_RUNNER_ARG.to_owned()] };
+            let mut config = YoukiConfig::new(home.root.join("sandbox"), runner);
+            if let Some(user_home) = &env.home {
+                config = config.with_home_toolchains(user_home);
+            }
+            let sandbox = YoukiSandbox::new(config).context(
+                "the container sandbox cannot run here; fix what is listed, or pass --sandbox host \
+                 (or CADRE_SANDBOX=host) to run tests without isolation",
+            )?;
+            Ok(Arc::new(sandbox))
         }
     }
 }

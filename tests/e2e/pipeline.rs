@@ -97,6 +97,11 @@ async fn gemini_task_reaches_review_and_apply_makes_the_tests_pass() {
     let show = cadre.run(&["show", &task]).await.expect_code(0);
     assert!(show.stdout.contains("+    return a + b"), "{}", show.stdout);
     assert!(show.stdout.contains("# Tests (round 1): passed"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("(Container)"),
+        "the tests must have run in the container: {}",
+        show.stdout
+    );
 
     cadre.run(&["apply", &task]).await.expect_code(0);
     assert!(repo.sh("python3 -m unittest -q"), "the applied change must make the suite pass");
