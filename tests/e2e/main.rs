@@ -2,6 +2,7 @@
 //! the real Gemini / OpenAI wire formats, real SQLite files, real git, real processes (and kill -9).
 
 mod cli_errors;
+mod knowledge;
 mod pipeline;
 mod support;
 mod tidy;
