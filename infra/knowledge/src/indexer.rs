@@ -19,7 +19,7 @@ use cadre_domain::ports::knowledge::{
 use rusqlite::{params, Transaction};
 
 use crate::lexical::{DocTerms, Segment, SegmentBuilder};
-use crate::repo::{Delta, FileRow, RepoIndex};
+use crate::repo::{Delta, FileRow, RepoIndex, RepoState};
 use crate::store::{self, unavailable};
 use crate::syntax::{Def, Lines, Parsers, Span};
 use crate::walk::{self, Found, IndexLimits};
@@ -124,17 +124,7 @@ pub(crate) fn run(
 
     let mut delta = Delta::default();
     let tx = repo.conn.transaction().map_err(|e| unavailable("start an index transaction", e))?;
-    let mut writer = Writer {
-        tx: &tx,
-        files: &repo.state.files,
-        oids: &repo.state.oids,
-        new_oids: HashMap::new(),
-        next_chunk: repo.state.next_chunk,
-        builder: SegmentBuilder::default(),
-        orphans: HashSet::new(),
-        delta: &mut delta,
-        report: &mut report,
-    };
+    let mut writer = Writer::new(&tx, &repo.state, &mut delta, &mut report);
     let total = work.len() as u64;
     let walked = started.elapsed();
     let mut writing = std::time::Duration::ZERO;
@@ -208,17 +198,7 @@ pub(crate) fn remove_file(repo: &mut RepoIndex, path: &str) -> Result<bool, Know
     let mut delta = Delta::default();
     let mut report = empty_report();
     let tx = repo.conn.transaction().map_err(|e| unavailable("start a transaction", e))?;
-    let mut writer = Writer {
-        tx: &tx,
-        files: &repo.state.files,
-        oids: &repo.state.oids,
-        new_oids: HashMap::new(),
-        next_chunk: repo.state.next_chunk,
-        builder: SegmentBuilder::default(),
-        orphans: HashSet::new(),
-        delta: &mut delta,
-        report: &mut report,
-    };
+    let mut writer = Writer::new(&tx, &repo.state, &mut delta, &mut report);
     writer.remove(path)?;
     writer.drop_orphans()?;
     drop(writer);
@@ -384,7 +364,27 @@ struct Writer<'a> {
     report: &'a mut IndexReport,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// A writer of one index update inside `tx`, starting from the index's current `state`.
+    fn new(
+        tx: &'a Transaction<'a>,
+        state: &'a RepoState,
+        delta: &'a mut Delta,
+        report: &'a mut IndexReport,
+    ) -> Self {
+        Writer {
+            tx,
+            files: &state.files,
+            oids: &state.oids,
+            new_oids: HashMap::new(),
+            next_chunk: state.next_chunk,
+            builder: SegmentBuilder::default(),
+            orphans: HashSet::new(),
+            delta,
+            report,
+        }
+    }
+
     fn write(&mut self, outcome: Outcome) -> Result<(), KnowledgeError> {
         match outcome {
             Outcome::Skipped(found, reason) => {
