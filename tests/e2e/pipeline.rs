@@ -42,6 +42,24 @@ fn good_model(req: &CapturedRequest) -> Scripted {
     }
 }
 
+/// A model that plans, answers the first generate call with `first`, and every later one with the
+/// right fix; the counter says how many generate calls arrived.
+async fn server_whose_first_generate_answers(first: Scripted) -> (ModelServer, Arc<AtomicU32>) {
+    let server = ModelServer::start().await;
+    let generate_calls = Arc::new(AtomicU32::new(0));
+    let calls = generate_calls.clone();
+    server.respond_with(move |req| {
+        if is_plan(req) {
+            Scripted::Text(PLAN.into())
+        } else if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            first.clone()
+        } else {
+            Scripted::Text(RIGHT_FIX.into())
+        }
+    });
+    (server, generate_calls)
+}
+
 async fn run_task_to_review(cadre: &Cadre, repo: &Repo) -> String {
     let out =
         cadre.run(&["task", "--repo", repo.path().to_str().unwrap(), GOAL]).await.expect_code(0);
@@ -175,21 +193,10 @@ async fn a_failing_first_round_is_fed_back_and_fixed_in_the_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_that_do_not_apply_are_sent_back_and_never_written_half_applied() {
-    let server = ModelServer::start().await;
-    let generate_calls = Arc::new(AtomicU32::new(0));
-    let calls = generate_calls.clone();
-    server.respond_with(move |req| {
-        if is_plan(req) {
-            return Scripted::Text(PLAN.into());
-        }
-        // First answer: one good block and one whose SEARCH text is not in the file.
-        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-            let bad = "calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\ncalc.py\n<<<<<<< SEARCH\ndef nothing():\n=======\n>>>>>>> REPLACE\n";
-            Scripted::Text(bad.into())
-        } else {
-            Scripted::Text(RIGHT_FIX.into())
-        }
-    });
+    // First answer: one good block and one whose SEARCH text is not in the file.
+    let bad = "calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\ncalc.py\n<<<<<<< SEARCH\ndef nothing():\n=======\n>>>>>>> REPLACE\n";
+    let (server, generate_calls) =
+        server_whose_first_generate_answers(Scripted::Text(bad.into())).await;
     let repo = Repo::new(BROKEN_CALC);
     let cadre = Cadre::new().gemini(&server.base_url());
     run_task_to_review(&cadre, &repo).await;
@@ -205,20 +212,9 @@ async fn edits_that_do_not_apply_are_sent_back_and_never_written_half_applied() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_step_is_finished_by_a_new_worker_without_redoing_committed_steps() {
-    let server = ModelServer::start().await;
-    let generate_calls = Arc::new(AtomicU32::new(0));
-    let calls = generate_calls.clone();
-    server.respond_with(move |req| {
-        if is_plan(req) {
-            return Scripted::Text(PLAN.into());
-        }
-        // The first generate call hangs, so the first worker is killed with that message in flight.
-        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-            Scripted::Delay { millis: 60_000, then: Box::new(Scripted::Text(RIGHT_FIX.into())) }
-        } else {
-            Scripted::Text(RIGHT_FIX.into())
-        }
-    });
+    // The first generate call hangs, so the first worker is killed with that message in flight.
+    let hang = Scripted::Delay { millis: 60_000, then: Box::new(Scripted::Text(RIGHT_FIX.into())) };
+    let (server, generate_calls) = server_whose_first_generate_answers(hang).await;
     let repo = Repo::new(BROKEN_CALC);
     let cadre = Cadre::new().gemini(&server.base_url());
 
