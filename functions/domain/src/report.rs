@@ -29,6 +29,10 @@ pub struct TestReport {
     pub counts: Option<TestCounts>,
     /// The names of failing tests, when the runner's output names them.
     pub failing_tests: Vec<String>,
+    /// Each failing test with its message and location, when the runner's output gives them
+    /// (libtest JSON, JUnit XML, pytest, go test), so `generate` sees precise failures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<TestFailure>,
     /// The end of stdout and stderr interleaved as captured (capped).
     pub output_tail: String,
     /// True when output was cut at the cap.
@@ -38,6 +42,21 @@ pub struct TestReport {
     /// The sandbox limit that ended or crippled the run, e.g. "memory limit 512 MiB"; absent when none did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed_by: Option<String>,
+}
+
+/// One failing test, as precisely as the runner reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestFailure {
+    /// The test's full name (`tests::adds`, `tests/test_x.py::test_y`).
+    pub name: String,
+    /// The assertion message or panic, trimmed to a few lines.
+    pub message: String,
+    /// Repository-relative file, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// 1-based line, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
 }
 
 /// Passed / failed / skipped counts.

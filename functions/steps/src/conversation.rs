@@ -53,6 +53,7 @@ impl Conversation {
                 task: Some(task.clone()),
                 template: Some(template.id()),
                 cache: CachePolicy::Use,
+                ..Default::default()
             },
             usage: TokenUsage::default(),
             calls: 0,

@@ -66,6 +66,7 @@ async fn test_in(
         env: vec![("CI".into(), "true".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
         timeout: Duration::from_secs(task.settings.test_timeout_secs),
         output_limit: OUTPUT_LIMIT,
+        network: Default::default(),
     };
     let run = ports.sandbox.run(&spec).await?;
     let (counts, failing_tests) = test_output::summarize(&run.output);
@@ -82,6 +83,7 @@ async fn test_in(
         output_truncated: run.truncated,
         isolation: run.isolation,
         killed_by: run.killed_by,
+        failures: Vec::new(),
     };
     let summary = summary_line(&report);
     let mut events = vec![Event::TestsFinished { round, passed, summary: summary.clone() }];

@@ -54,6 +54,7 @@ fn request(cache: CachePolicy, task: Option<TaskId>) -> ModelRequest {
         task,
         template: Some("bench@1".into()),
         cache,
+        ..Default::default()
     }
 }
 

@@ -273,6 +273,7 @@ fn interpret(reply: GenerateContentResponse, model: &str) -> Result<ModelReply, 
         usage,
         finish,
         model: reply.model_version.unwrap_or_else(|| model.to_owned()),
+        ..Default::default()
     })
 }
 
@@ -304,6 +305,7 @@ mod tests {
             task: None,
             template: None,
             cache: CachePolicy::Use,
+            ..Default::default()
         };
         let wire = serde_json::to_value(wire_request(&request)).unwrap();
         assert_eq!(

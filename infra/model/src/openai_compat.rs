@@ -215,7 +215,13 @@ fn interpret(reply: ChatResponse, model: &str) -> Result<ModelReply, ModelError>
         "length" => FinishReason::MaxTokens,
         other => FinishReason::Other(other.to_owned()),
     };
-    Ok(ModelReply { text, usage, finish, model: reply.model.unwrap_or_else(|| model.to_owned()) })
+    Ok(ModelReply {
+        text,
+        usage,
+        finish,
+        model: reply.model.unwrap_or_else(|| model.to_owned()),
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
@@ -239,6 +245,7 @@ mod tests {
             task: None,
             template: None,
             cache: CachePolicy::Use,
+            ..Default::default()
         };
         let wire = serde_json::to_value(wire_request("m", &request)).unwrap();
         assert_eq!(

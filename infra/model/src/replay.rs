@@ -241,6 +241,7 @@ mod tests {
             task: None,
             template: None,
             cache: CachePolicy::Use,
+            ..Default::default()
         }
     }
 

@@ -93,6 +93,7 @@ async fn cargo_overhead(root: &std::path::Path) {
         env: Vec::new(),
         timeout: Duration::from_secs(300),
         output_limit: 64 * 1024,
+        network: Default::default(),
     };
     let host = HostSandbox::new();
     let mut cfg = config(root, true).with_home_toolchains(&home);
@@ -141,6 +142,7 @@ async fn main() {
         env: Vec::new(),
         timeout: Duration::from_secs(30),
         output_limit: 64 * 1024,
+        network: Default::default(),
     };
     println!("start latency of `/bin/true`, {n} runs per row after {WARMUP} warm-up runs");
 

@@ -8,35 +8,155 @@ use serde::{Deserialize, Serialize};
 use crate::ids::TaskId;
 
 /// Who said a turn of the conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// The person, or Cadre speaking for them (task, context, feedback).
+    /// The person, or Cadre speaking for them (task, context, feedback, tool results).
+    #[default]
     User,
     /// The model's earlier replies.
     Model,
 }
 
 /// One turn of the conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// A turn is text plus, for tool use, the calls the model made (model turns) or the results Cadre sends
+/// back (user turns). The provider-opaque `thought_signature`s are kept so they can be sent back
+/// unchanged, as Gemini 3 requires in multi-turn calls; fields absent from older transcripts default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Who said it.
     pub role: Role,
-    /// What was said.
+    /// What was said (may be empty in a turn that only calls tools).
     pub text: String,
+    /// The signature the provider attached to this turn's text, echoed back verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
+    /// Tools the model asked to call in this turn, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Answers to the previous turn's tool calls, in the order of the calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_results: Vec<ToolResult>,
 }
 
 impl ChatMessage {
     /// A user turn.
     #[must_use]
     pub fn user(text: impl Into<String>) -> Self {
-        ChatMessage { role: Role::User, text: text.into() }
+        ChatMessage { role: Role::User, text: text.into(), ..ChatMessage::default() }
     }
 
     /// A model turn.
     #[must_use]
     pub fn model(text: impl Into<String>) -> Self {
-        ChatMessage { role: Role::Model, text: text.into() }
+        ChatMessage { role: Role::Model, text: text.into(), ..ChatMessage::default() }
+    }
+
+    /// The model turn a reply becomes in the transcript: its text, signature and tool calls, unchanged.
+    #[must_use]
+    pub fn from_reply(reply: &ModelReply) -> Self {
+        ChatMessage {
+            role: Role::Model,
+            text: reply.text.clone(),
+            thought_signature: reply.thought_signature.clone(),
+            tool_calls: reply.tool_calls.clone(),
+            tool_results: Vec::new(),
+        }
+    }
+
+    /// A user turn answering tool calls.
+    #[must_use]
+    pub fn tool_results(results: Vec<ToolResult>) -> Self {
+        ChatMessage { role: Role::User, tool_results: results, ..ChatMessage::default() }
+    }
+}
+
+/// A tool the model may call, declared with a flat JSON schema for its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// The name the model calls it by (`read_file`).
+    pub name: String,
+    /// What it does and when to use it, for the model.
+    pub description: String,
+    /// JSON schema (OpenAPI subset) of its arguments object.
+    pub parameters: serde_json::Value,
+}
+
+/// A call the model asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's call id (OpenAI `tool_call_id`, Gemini `id`), echoed in the result; absent when
+    /// the provider gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The tool's name, as the model spelled it (it may name no declared tool).
+    pub name: String,
+    /// The arguments object.
+    pub args: serde_json::Value,
+    /// The signature the provider attached to this call, echoed back verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
+}
+
+/// The answer to one [`ToolCall`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The call's id, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The tool's name, as in the call.
+    pub name: String,
+    /// The result object (an `error` field when the call failed).
+    pub response: serde_json::Value,
+}
+
+/// Whether and how the model may call tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolMode {
+    /// The model decides between text and calls.
+    #[default]
+    Auto,
+    /// The model must call a tool.
+    Required,
+    /// The model must not call tools (even when some are declared).
+    None,
+}
+
+impl ToolMode {
+    /// Whether this is the default, so requests serialize without the field.
+    #[must_use]
+    pub fn is_auto(&self) -> bool {
+        *self == ToolMode::Auto
+    }
+}
+
+/// How much the model may think before answering (Gemini 3 `thinkingLevel`); mapped to the nearest
+/// setting by providers that have another scale, ignored by those with none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkingLevel {
+    /// As little as the model allows.
+    Minimal,
+    /// Little.
+    Low,
+    /// Some.
+    Medium,
+    /// As much as it needs.
+    High,
+}
+
+impl ThinkingLevel {
+    /// The lowercase name used on the wire and the command line.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ThinkingLevel::Minimal => "minimal",
+            ThinkingLevel::Low => "low",
+            ThinkingLevel::Medium => "medium",
+            ThinkingLevel::High => "high",
+        }
     }
 }
 
@@ -64,7 +184,7 @@ impl CachePolicy {
 ///
 /// `task`, `template` and `cache` describe the call, not the answer: they are left out of replay keys
 /// and default when absent, so transcripts written before they existed still parse.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ModelRequest {
     /// Which step asks (for accounting and logs), e.g. `plan`.
     pub purpose: String,
@@ -88,6 +208,32 @@ pub struct ModelRequest {
     /// Whether the gateway may answer from its response cache.
     #[serde(default, skip_serializing_if = "CachePolicy::is_use")]
     pub cache: CachePolicy,
+    /// Tools the model may call; none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    /// Whether it must, may or must not call them.
+    #[serde(default, skip_serializing_if = "ToolMode::is_auto")]
+    pub tool_mode: ToolMode,
+    /// How much the model may think; the provider's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkingLevel>,
+}
+
+impl ModelRequest {
+    /// A request from `purpose` with a system instruction and a conversation; everything else default.
+    #[must_use]
+    pub fn new(
+        purpose: impl Into<String>,
+        system: impl Into<String>,
+        messages: Vec<ChatMessage>,
+    ) -> ModelRequest {
+        ModelRequest {
+            purpose: purpose.into(),
+            system: system.into(),
+            messages,
+            ..ModelRequest::default()
+        }
+    }
 }
 
 /// Tokens a call used, as the provider reported them.
@@ -123,10 +269,11 @@ impl TokenUsage {
 }
 
 /// Why the model stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// A natural end.
+    /// A natural end (including a turn that ends in tool calls).
+    #[default]
     Stop,
     /// The output hit the token cap; the text is cut off.
     MaxTokens,
@@ -135,9 +282,9 @@ pub enum FinishReason {
 }
 
 /// The model's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ModelReply {
-    /// The reply's text (the JSON text for structured calls).
+    /// The reply's text (the JSON text for structured calls); may be empty when it calls tools.
     pub text: String,
     /// Tokens used.
     pub usage: TokenUsage,
@@ -145,6 +292,12 @@ pub struct ModelReply {
     pub finish: FinishReason,
     /// The model id that answered.
     pub model: String,
+    /// The signature the provider attached to the text, to be echoed back in the next turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
+    /// Tools the model asked to call, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Why a model call failed.
@@ -293,15 +446,64 @@ pub trait Model: Send + Sync {
     /// [`ModelError::ServerError`] for a 5xx, [`ModelError::Rejected`] for any other 4xx,
     /// [`ModelError::Unreachable`] when no HTTP answer came, [`ModelError::Blocked`] when the provider
     /// blocked the prompt or reply, and [`ModelError::MalformedReply`] when the answer is not the
-    /// documented format or has no text. It MUST NOT return a partial reply as success, except a reply
-    /// cut at the token cap, which is returned with [`FinishReason::MaxTokens`].
+    /// documented format or has neither text nor tool calls. It MUST NOT return a partial reply as
+    /// success, except a reply cut at the token cap, which is returned with [`FinishReason::MaxTokens`].
+    /// A provider that supports tools MUST return every call of a turn (parallel calls included) and
+    /// every `thought_signature` exactly as received, and MUST send them back unchanged when they
+    /// appear in a request's messages.
     /// A gateway in front of a provider MAY also return [`ModelError::DeadlineExceeded`],
     /// [`ModelError::CircuitOpen`], [`ModelError::BudgetExceeded`] and [`ModelError::LedgerUnavailable`],
     /// and MUST NOT have called the provider when it returns one of the last two.
     async fn complete(&self, request: &ModelRequest) -> Result<ModelReply, ModelError>;
 
+    /// Like [`Model::complete`], but hands each piece of text to `on_text` as it is generated, so a
+    /// person can watch long work; the returned reply is the whole answer, accounted once.
+    ///
+    /// # Errors
+    /// As [`Model::complete`]. A stream that breaks before its end MUST be an error (e.g.
+    /// [`ModelError::Unreachable`]), never a partial reply; the text already handed out is then void.
+    async fn stream(
+        &self,
+        request: &ModelRequest,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+    ) -> Result<ModelReply, ModelError> {
+        let reply = self.complete(request).await?;
+        on_text(&reply.text);
+        Ok(reply)
+    }
+
+    /// How many input tokens `request` would be billed, for budget checks before a call. The default
+    /// is a local estimate (4 bytes a token), used by providers without a counting endpoint.
+    ///
+    /// # Errors
+    /// As [`Model::complete`], when the provider's counting endpoint fails.
+    async fn count_tokens(&self, request: &ModelRequest) -> Result<u64, ModelError> {
+        Ok(estimate_input_tokens(request))
+    }
+
     /// A short description for logs and `cadre status`, e.g. `gemini:gemini-3-flash-preview`.
     fn describe(&self) -> String;
+}
+
+/// A provider-independent estimate of a request's input tokens: 4 bytes a token over the system
+/// instruction, every turn's text, tool calls and results, and the tool declarations. Within ~20% of
+/// real tokenizers on code and English, which is enough to reserve budget before a call.
+#[must_use]
+pub fn estimate_input_tokens(request: &ModelRequest) -> u64 {
+    let json_len = |v: &serde_json::Value| v.to_string().len();
+    let mut bytes = request.system.len();
+    for m in &request.messages {
+        bytes += m.text.len() + 8;
+        bytes += m.tool_calls.iter().map(|c| c.name.len() + json_len(&c.args)).sum::<usize>();
+        bytes += m.tool_results.iter().map(|r| r.name.len() + json_len(&r.response)).sum::<usize>();
+    }
+    bytes += request
+        .tools
+        .iter()
+        .map(|t| t.name.len() + t.description.len() + json_len(&t.parameters))
+        .sum::<usize>();
+    bytes += request.response_schema.as_ref().map_or(0, json_len);
+    u64::try_from(bytes.div_ceil(4)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl fmt::Display for CacheKey {
 }
 
 /// A stored reply and when it was stored, so the gateway can refuse entries older than it allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CachedReply {
     /// The reply as the provider gave it.
     pub reply: ModelReply,

@@ -4,6 +4,16 @@ use crate::report::Isolation;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What network a run may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkAccess {
+    /// Its own loopback only: the default, so generated code cannot reach the host or the internet.
+    #[default]
+    LoopbackOnly,
+    /// The host's network, granted explicitly for one run (e.g. a dependency download); reports say so.
+    Granted,
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
@@ -17,6 +27,8 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// How many bytes of combined output to keep (the end is kept, as failures print last).
     pub output_limit: usize,
+    /// What network the run may reach.
+    pub network: NetworkAccess,
 }
 
 /// What a run produced.

@@ -138,11 +138,18 @@ mod tests {
             task: None,
             template: None,
             cache: CachePolicy::Use,
+            ..Default::default()
         }
     }
 
     fn reply(text: &str, finish: FinishReason) -> ModelReply {
-        ModelReply { text: text.into(), usage: TokenUsage::default(), finish, model: "m".into() }
+        ModelReply {
+            text: text.into(),
+            usage: TokenUsage::default(),
+            finish,
+            model: "m".into(),
+            ..Default::default()
+        }
     }
 
     #[test]

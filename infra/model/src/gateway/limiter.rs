@@ -301,6 +301,7 @@ mod tests {
             task: None,
             template: None,
             cache: cadre_domain::ports::model::CachePolicy::Use,
+            ..Default::default()
         };
         assert_eq!(estimate_tokens(&request, 500), TokenEstimate { input: 21, output: 500 });
         let capped = ModelRequest { max_output_tokens: Some(7), ..request };

@@ -23,6 +23,7 @@ fn ask(text: &str) -> ModelRequest {
         task: None,
         template: None,
         cache: CachePolicy::Use,
+        ..Default::default()
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) fn spec(workdir: &Path, command: &str) -> RunSpec {
         env: Vec::new(),
         timeout: Duration::from_secs(20),
         output_limit: 64 * 1024,
+        network: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ fn reply(text: &str) -> ModelReply {
         usage: TokenUsage { input: 12, output: 3, cached: 0, thinking: 7 },
         finish: FinishReason::Other("FINISH_REASON_X".into()),
         model: "gemini-test".into(),
+        ..Default::default()
     }
 }
 
