@@ -351,6 +351,16 @@ pub enum ModelError {
         /// What was wrong.
         reason: String,
     },
+    /// The model tried to call a tool but the call was unusable (Gemini `MALFORMED_FUNCTION_CALL` or
+    /// `UNEXPECTED_TOOL_CALL`, arguments that are not a JSON object): a failed turn the caller retries
+    /// with a corrective message, never a success.
+    #[error("the model made an unusable tool call ({finish}): {message}; the turn is retried with a correction")]
+    MalformedToolCall {
+        /// The provider's finish reason, or `invalid_arguments`.
+        finish: String,
+        /// What the provider said, or what was wrong with the arguments.
+        message: String,
+    },
     /// The call did not finish within its deadline (waiting for rate-limit capacity, between retries,
     /// or in flight); the same request may succeed later.
     #[error("model call gave up after {after_ms} ms, at its deadline; retry later, or raise the gateway's call deadline")]
@@ -426,6 +436,7 @@ impl ModelError {
             ModelError::Rejected { .. } => "rejected",
             ModelError::Blocked { .. } => "blocked",
             ModelError::MalformedReply { .. } => "malformed_reply",
+            ModelError::MalformedToolCall { .. } => "malformed_tool_call",
             ModelError::DeadlineExceeded { .. } => "deadline_exceeded",
             ModelError::CircuitOpen { .. } => "circuit_open",
             ModelError::SchemaMismatch { .. } => "schema_mismatch",
