@@ -24,7 +24,7 @@ use crate::wiring::Home;
 const NOTES_SHOWN: usize = 10;
 
 fn open(home: &Home) -> Result<EmbeddedKnowledge> {
-    let dir = home.root.join("knowledge");
+    let dir = home.knowledge();
     EmbeddedKnowledge::open(&dir)
         .with_context(|| format!("cannot open the knowledge base in {}", dir.display()))
 }

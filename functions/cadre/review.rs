@@ -3,15 +3,27 @@
 
 use anyhow::{bail, Context, Result};
 use cadre_domain::event::Event;
+use cadre_domain::ports::knowledge::TaskVerdict;
 use cadre_domain::ports::Workspace;
 use cadre_domain::step::ArtifactName;
 use cadre_domain::{Plan, TaskId, TaskState, TestReport};
+use cadre_engine::OutcomePorts;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::ShowPart;
 use crate::out;
 use crate::wiring::{Core, Home};
+
+/// Stores how the task ended in the repository's long-term memory (best effort: logged on failure).
+async fn remember(core: &Core, id: &TaskId, verdict: TaskVerdict, reason: Option<&str>) {
+    let ports = OutcomePorts {
+        store: core.store.as_ref(),
+        knowledge: core.knowledge.as_ref(),
+        clock: core.clock.as_ref(),
+    };
+    cadre_engine::record_outcome(ports, id, verdict, reason).await;
+}
 
 async fn resolve(core: &Core, text: &str) -> Result<TaskId> {
     Ok(core.store.resolve_prefix(text.trim()).await?)
@@ -170,6 +182,7 @@ pub(crate) async fn apply(task: &str, home: &Home) -> Result<ExitCode> {
             "the change was applied to the working tree, but the task had meanwhile become {state}"
         );
     }
+    remember(&core, &id, TaskVerdict::Accepted, None).await;
     out::line(format!(
         "applied round {round} of task {} to {}; review with `git diff` and commit",
         id.short(),
@@ -185,7 +198,7 @@ pub(crate) async fn reject(task: &str, reason: Option<String>, home: &Home) -> R
         .store
         .append(
             &id,
-            vec![Event::Rejected { reason }],
+            vec![Event::Rejected { reason: reason.clone() }],
             core.clock.now(),
             Some(|s| matches!(s, TaskState::AwaitingReview { .. })),
         )
@@ -196,6 +209,7 @@ pub(crate) async fn reject(task: &str, reason: Option<String>, home: &Home) -> R
             id.short()
         );
     }
+    remember(&core, &id, TaskVerdict::Rejected, reason.as_deref()).await;
     out::line(format!("rejected task {}", id.short()));
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ use cadre_domain::ports::usage::UsageLedger;
 use cadre_domain::ports::Sandbox;
 use cadre_domain::ports::{Clock, Model, Queue, StateStore};
 use cadre_domain::Ports;
+use cadre_knowledge::EmbeddedKnowledge;
 use cadre_model::{
     parse_model_spec, ApiKey, Gateway, GatewayConfig, GatewayPorts, GeminiConfig, GeminiModel,
     ModelSpec, OpenAiCompatConfig, OpenAiCompatModel, PriceTable, RateLimit, RecordingModel,
@@ -86,6 +87,10 @@ impl Home {
     pub(crate) fn worktrees(&self) -> PathBuf {
         self.root.join("worktrees")
     }
+
+    pub(crate) fn knowledge(&self) -> PathBuf {
+        self.root.join("knowledge")
+    }
 }
 
 /// The adapters every command needs: the store, the queue, git, and time.
@@ -96,6 +101,7 @@ pub(crate) struct Core {
     pub(crate) cache: Arc<dyn ModelCache>,
     pub(crate) workspace: Arc<GitWorkspace>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) knowledge: Arc<EmbeddedKnowledge>,
 }
 
 impl Core {
@@ -110,6 +116,10 @@ impl Core {
             .with_context(|| format!("cannot open the usage ledger at {}", db.display()))?;
         let cache = SqliteModelCache::open(&db)
             .with_context(|| format!("cannot open the model cache at {}", db.display()))?;
+        let knowledge_dir = home.knowledge();
+        let knowledge = EmbeddedKnowledge::open(&knowledge_dir).with_context(|| {
+            format!("cannot open the knowledge base in {}", knowledge_dir.display())
+        })?;
         Ok(Core {
             store: Arc::new(store),
             queue: Arc::new(queue),
@@ -117,6 +127,7 @@ impl Core {
             cache: Arc::new(cache),
             workspace: Arc::new(GitWorkspace::new(home.worktrees())),
             clock,
+            knowledge: Arc::new(knowledge),
         })
     }
 
@@ -129,6 +140,7 @@ impl Core {
             sandbox,
             workspace: self.workspace.clone(),
             clock: self.clock.clone(),
+            knowledge: self.knowledge.clone(),
         }
     }
 }

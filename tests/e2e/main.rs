@@ -4,5 +4,6 @@
 mod cli_errors;
 mod knowledge;
 mod pipeline;
+mod retrieval;
 mod support;
 mod tidy;

@@ -16,6 +16,7 @@ use cadre_domain::ports::{Clock, Queue, StateStore};
 use cadre_domain::report::Isolation;
 use cadre_domain::{CommitId, Ports, StepKind, Task, TaskId, TaskSettings};
 use cadre_engine::{Backoff, Engine, EngineConfig, Handled};
+use cadre_knowledge::EmbeddedKnowledge;
 use cadre_model::{ApiKey, GeminiConfig, GeminiModel};
 use cadre_queue::{EmbeddedQueue, QueueConfig};
 use cadre_sandbox::HostSandbox;
@@ -182,6 +183,7 @@ async fn main() {
             git_t.clone(),
         )),
         clock: clock.clone(),
+        knowledge: Arc::new(EmbeddedKnowledge::open(dir.path().join("knowledge")).unwrap()),
     };
     let config = EngineConfig {
         visibility: Duration::from_secs(60),

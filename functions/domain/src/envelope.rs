@@ -15,6 +15,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
+    /// Bring the knowledge base up to date with the task's base commit.
+    Index,
     /// Ask the model for an ordered plan.
     Plan,
     /// Ask the model for edits and apply them to an isolated worktree.
@@ -30,6 +32,7 @@ impl StepKind {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
+            StepKind::Index => "index",
             StepKind::Plan => "plan",
             StepKind::Generate => "generate",
             StepKind::Test => "test",
@@ -48,6 +51,9 @@ impl std::fmt::Display for StepKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum StepPayload {
+    /// Index the repository at the task's base commit (incrementally), so plan and generate can
+    /// retrieve context.
+    Index,
     /// Plan the task.
     Plan,
     /// Generate round `round` (1-based). From round 2 on, the previous round's failing report is in
@@ -73,6 +79,7 @@ impl StepPayload {
     #[must_use]
     pub fn kind(&self) -> StepKind {
         match self {
+            StepPayload::Index => StepKind::Index,
             StepPayload::Plan => StepKind::Plan,
             StepPayload::Generate { .. } => StepKind::Generate,
             StepPayload::Test { .. } => StepKind::Test,
@@ -84,7 +91,7 @@ impl StepPayload {
     #[must_use]
     pub fn round(&self) -> u32 {
         match self {
-            StepPayload::Plan => 0,
+            StepPayload::Index | StepPayload::Plan => 0,
             StepPayload::Generate { round }
             | StepPayload::Test { round }
             | StepPayload::Review { round } => *round,

@@ -37,6 +37,21 @@ pub enum Event {
         /// How long until the next attempt.
         retry_in_ms: u64,
     },
+    /// The knowledge base was brought up to date with the task's base commit (or could not be: then
+    /// `note` says why, and the task goes on with less context).
+    Indexed {
+        /// Files in the index after the run.
+        files: u64,
+        /// Chunks in the index after the run.
+        chunks: u64,
+        /// Files parsed in this run (the rest were unchanged).
+        parsed: u64,
+        /// Wall time of the run.
+        elapsed_ms: u64,
+        /// What limited retrieval, e.g. "no embedder: lexical retrieval only" or the index error.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// The plan is stored as the `plan` artifact.
     PlanReady {
         /// The plan's summary.
@@ -122,6 +137,16 @@ impl Event {
             }
             Event::StepRetrying { step, round, attempt, error, retry_in_ms } => {
                 format!("{step} round {round} attempt {attempt} failed, retrying in {retry_in_ms} ms: {error}")
+            }
+            Event::Indexed { files, chunks, parsed, elapsed_ms, note } => {
+                let mut line = format!(
+                    "indexed: {files} files, {chunks} chunks ({parsed} parsed) in {elapsed_ms} ms"
+                );
+                if let Some(note) = note {
+                    line.push_str("; ");
+                    line.push_str(note);
+                }
+                line
             }
             Event::PlanReady { summary, items, usage } => {
                 format!("plan ready ({items} steps, {} tokens): {summary}", usage.total())

@@ -6,6 +6,7 @@
 
 use crate::envelope::Envelope;
 use crate::event::Event;
+use crate::ports::knowledge::KnowledgeError;
 use crate::ports::model::ModelError;
 use crate::ports::sandbox::SandboxError;
 use crate::ports::store::StoreError;
@@ -40,6 +41,13 @@ impl ArtifactName {
     #[must_use]
     pub fn transcript(step: crate::StepKind, round: u32) -> Self {
         ArtifactName(format!("transcript-{step}-r{round}"))
+    }
+
+    /// The context retrieved for a step (JSON: what was chosen and how), kept so retrieval can be
+    /// evaluated against what the step then did.
+    #[must_use]
+    pub fn context(step: crate::StepKind, round: u32) -> Self {
+        ArtifactName(format!("context-{step}-r{round}"))
     }
 
     /// Wraps a stored name.
@@ -87,6 +95,9 @@ pub enum StepError {
     /// The store could not be read.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The knowledge base failed.
+    #[error("knowledge base: {0}")]
+    Knowledge(#[from] KnowledgeError),
     /// The model's output stayed unusable after the allowed corrections; the task fails with this reason.
     #[error("{reason}")]
     Unusable {
@@ -110,6 +121,7 @@ impl StepError {
             StepError::Sandbox(e) => e.is_retryable(),
             StepError::Workspace(e) => e.is_retryable(),
             StepError::Store(e) => e.is_retryable(),
+            StepError::Knowledge(e) => e.is_retryable(),
             StepError::Unusable { .. } | StepError::MissingState { .. } => false,
         }
     }

@@ -1,7 +1,7 @@
 //! A task and its state machine.
 //!
 //! ```text
-//! queued → planning → generating ⇄ testing → awaiting_review → applied | rejected
+//! queued → indexing → planning → generating ⇄ testing → awaiting_review → applied | rejected
 //!                                  (failed tests go back to generating, at most `max_rounds` times)
 //! any non-terminal state → failed | cancelled
 //! ```
@@ -51,6 +51,8 @@ pub struct Task {
 pub enum TaskState {
     /// Created, no step has started.
     Queued,
+    /// The index step is bringing the knowledge base up to date.
+    Indexing,
     /// The plan step is running.
     Planning,
     /// Generate round `round` is next or running.
@@ -95,12 +97,14 @@ impl TaskState {
         match event {
             Event::Created { .. } => TaskState::Queued,
             Event::StepStarted { step, round, .. } => match step {
+                crate::StepKind::Index => TaskState::Indexing,
                 crate::StepKind::Plan => TaskState::Planning,
                 crate::StepKind::Generate => TaskState::Generating { round: *round },
                 crate::StepKind::Test => TaskState::Testing { round: *round },
                 crate::StepKind::Review => self,
             },
             Event::StepRetrying { .. } => self,
+            Event::Indexed { .. } => TaskState::Planning,
             Event::PlanReady { .. } => TaskState::Generating { round: 1 },
             Event::PatchReady { round, .. } => TaskState::Testing { round: *round },
             Event::TestsFinished { round, passed, .. } => {
@@ -132,6 +136,7 @@ impl TaskState {
     pub fn name(self) -> &'static str {
         match self {
             TaskState::Queued => "queued",
+            TaskState::Indexing => "indexing",
             TaskState::Planning => "planning",
             TaskState::Generating { .. } => "generating",
             TaskState::Testing { .. } => "testing",

@@ -11,6 +11,7 @@ pub(crate) async fn run_step(
 ) -> Result<StepOutcome, StepError> {
     let trace = &envelope.trace_id;
     match envelope.payload {
+        StepPayload::Index => cadre_steps::index(task, trace, ports).await,
         StepPayload::Plan => cadre_steps::plan(task, trace, ports).await,
         StepPayload::Generate { round } => cadre_steps::generate(task, round, trace, ports).await,
         StepPayload::Test { round } => cadre_steps::test(task, round, trace, ports).await,

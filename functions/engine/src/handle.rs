@@ -2,6 +2,7 @@
 
 use cadre_domain::envelope::EnvelopeError;
 use cadre_domain::event::Event;
+use cadre_domain::ports::knowledge::TaskVerdict;
 use cadre_domain::ports::queue::{Delivery, OutgoingMessage, QueueError};
 use cadre_domain::ports::store::{CommitOutcome, StepCommit, StoreError};
 use cadre_domain::step::{StepError, StepOutcome};
@@ -294,8 +295,18 @@ async fn fail_task(ports: &Ports, envelope: &Envelope, reason: &str) {
         next: Vec::new(),
         at: ports.clock.now(),
     };
-    if let Err(error) = ports.store.commit_step(commit).await {
-        tracing::error!(%error, "could not record the task's failure");
+    match ports.store.commit_step(commit).await {
+        Ok(CommitOutcome::Committed) => {
+            crate::outcome::record_outcome(
+                ports.into(),
+                &envelope.task_id,
+                TaskVerdict::Failed,
+                Some(reason),
+            )
+            .await;
+        }
+        Ok(_) => {}
+        Err(error) => tracing::error!(%error, "could not record the task's failure"),
     }
 }
 

@@ -16,10 +16,12 @@
 mod backoff;
 mod dispatch;
 mod handle;
+mod outcome;
 mod submit;
 mod worker;
 
 pub use backoff::Backoff;
 pub use handle::Handled;
+pub use outcome::{record_outcome, OutcomePorts};
 pub use submit::{cancel, resume, submit, EngineError};
 pub use worker::{Engine, EngineConfig};

@@ -24,7 +24,7 @@ pub enum EngineError {
 /// Store and queue failures. If the publish fails after the task was stored, [`resume`] publishes it.
 pub async fn submit(ports: &Ports, task: &Task) -> Result<Envelope, EngineError> {
     ports.store.create_task(task).await?;
-    let envelope = Envelope::new(task.id.clone(), TraceId::for_task(&task.id), StepPayload::Plan);
+    let envelope = Envelope::new(task.id.clone(), TraceId::for_task(&task.id), StepPayload::Index);
     publish_one(ports.queue.as_ref(), &envelope).await?;
     Ok(envelope)
 }
@@ -43,7 +43,8 @@ pub async fn resume(
 ) -> Result<Option<StepPayload>, EngineError> {
     let summary = store.task(task).await?;
     let payload = match summary.state {
-        TaskState::Queued | TaskState::Planning => StepPayload::Plan,
+        TaskState::Queued | TaskState::Indexing => StepPayload::Index,
+        TaskState::Planning => StepPayload::Plan,
         TaskState::Generating { round } => StepPayload::Generate { round },
         TaskState::Testing { round } => StepPayload::Test { round },
         TaskState::AwaitingReview { .. }

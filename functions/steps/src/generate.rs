@@ -20,6 +20,7 @@ use crate::context::{self, Budget};
 use crate::conversation::{Conversation, MAX_CORRECTIONS};
 use crate::edit_format;
 use crate::prompt;
+use crate::retrieval;
 use crate::store_read::{artifact_json, artifact_text};
 
 /// Runs generate round `round` for `task`.
@@ -75,7 +76,21 @@ async fn generate_in(
         }
     }
     let ctx = context::gather(ports.workspace.as_ref(), worktree, &wanted, false, budget).await?;
-    let first = first_message(task, plan, &ctx.render(budget), failed_report, round);
+    let shown: Vec<String> = ctx.shown.iter().map(|(path, _)| path.clone()).collect();
+    let retrieved = retrieval::retrieve(
+        ports.knowledge.as_ref(),
+        task,
+        &retrieval_query(task, plan, failed_report),
+        retrieval::DEFAULT_TOKENS,
+        &shown,
+    )
+    .await;
+    let mut rendered = ctx.render(budget);
+    if let Some(retrieved) = &retrieved {
+        rendered.push('\n');
+        rendered.push_str(&retrieved.text);
+    }
+    let first = first_message(task, plan, &rendered, failed_report, round);
     let mut convo = Conversation::new(&task.id, "generate", prompt::GENERATE, first, None);
 
     let mut attempt = 0;
@@ -115,12 +130,35 @@ async fn generate_in(
             lines_removed,
             usage: convo.usage,
         }],
-        artifacts: vec![
-            (ArtifactName::patch(round), diff.into_bytes()),
-            (ArtifactName::transcript(StepKind::Generate, round), convo.to_artifact()),
-        ],
+        artifacts: {
+            let mut artifacts = vec![
+                (ArtifactName::patch(round), diff.into_bytes()),
+                (ArtifactName::transcript(StepKind::Generate, round), convo.to_artifact()),
+            ];
+            if let Some(retrieved) = retrieved {
+                artifacts
+                    .push((ArtifactName::context(StepKind::Generate, round), retrieved.record));
+            }
+            artifacts
+        },
         next: vec![Envelope::new(task.id.clone(), trace.clone(), StepPayload::Test { round })],
     })
+}
+
+/// What generate searches the index for: the goal, the plan's steps, and the tests that failed.
+fn retrieval_query(task: &Task, plan: &Plan, failed_report: Option<&TestReport>) -> String {
+    let mut query = task.goal.clone();
+    for step in &plan.steps {
+        query.push('\n');
+        query.push_str(&step.description);
+    }
+    if let Some(report) = failed_report {
+        for name in report.failing_tests.iter().take(10) {
+            query.push('\n');
+            query.push_str(name);
+        }
+    }
+    query
 }
 
 /// Parses and applies a reply's edits in memory; the inner `Err` is a problem to send back to the model.

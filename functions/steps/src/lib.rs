@@ -1,4 +1,4 @@
-//! The pipeline's steps: `plan`, `generate`, `test` and `review`, each one stateless async function
+//! The pipeline's steps: `index`, `plan`, `generate`, `test` and `review`, each one stateless async function
 //! from a message (plus what the store holds for its task) to a [`cadre_domain::StepOutcome`].
 //!
 //! Key decision: a step never writes state or publishes itself; it returns everything it wants written
@@ -11,8 +11,10 @@ pub mod context;
 pub mod conversation;
 pub mod edit_format;
 pub mod generate;
+pub mod index;
 pub mod plan;
 pub mod prompt;
+pub mod retrieval;
 pub mod review;
 mod store_read;
 pub mod test;
@@ -20,6 +22,7 @@ pub mod test_command;
 pub mod test_output;
 
 pub use generate::generate;
+pub use index::index;
 pub use plan::plan;
 pub use review::review;
 pub use test::test;

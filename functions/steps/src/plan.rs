@@ -15,6 +15,7 @@ use std::path::Path;
 use crate::context::{self, Budget};
 use crate::conversation::{Conversation, MAX_CORRECTIONS};
 use crate::prompt;
+use crate::retrieval;
 
 /// Runs the plan step for `task`.
 ///
@@ -42,8 +43,21 @@ async fn plan_in(
     let files = ports.workspace.list_files(worktree).await?;
     let wanted = context::mentioned_in(&task.goal, &files);
     let ctx = context::gather(ports.workspace.as_ref(), worktree, &wanted, true, budget).await?;
+    let shown: Vec<String> = ctx.shown.iter().map(|(path, _)| path.clone()).collect();
+    let retrieved = retrieval::retrieve(
+        ports.knowledge.as_ref(),
+        task,
+        &task.goal,
+        retrieval::DEFAULT_TOKENS,
+        &shown,
+    )
+    .await;
     let mut first = format!("# Goal\n{}\n\n", task.goal);
     first.push_str(&ctx.render(budget));
+    if let Some(retrieved) = &retrieved {
+        first.push('\n');
+        first.push_str(&retrieved.text);
+    }
     let mut convo =
         Conversation::new(&task.id, "plan", prompt::PLAN, first, Some(Plan::json_schema()));
 
@@ -69,12 +83,16 @@ async fn plan_in(
 
     let items = u32::try_from(plan.steps.len()).unwrap_or(u32::MAX);
     let plan_json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
+    let mut artifacts = vec![
+        (ArtifactName::plan(), plan_json),
+        (ArtifactName::transcript(StepKind::Plan, 0), convo.to_artifact()),
+    ];
+    if let Some(retrieved) = retrieved {
+        artifacts.push((ArtifactName::context(StepKind::Plan, 0), retrieved.record));
+    }
     Ok(StepOutcome {
         events: vec![Event::PlanReady { summary: plan.summary.clone(), items, usage: convo.usage }],
-        artifacts: vec![
-            (ArtifactName::plan(), plan_json),
-            (ArtifactName::transcript(StepKind::Plan, 0), convo.to_artifact()),
-        ],
+        artifacts,
         next: vec![Envelope::new(
             task.id.clone(),
             trace.clone(),

@@ -317,6 +317,10 @@ fn dir_size(dir: &Path) -> u64 {
 
 #[async_trait::async_trait]
 impl KnowledgeBase for EmbeddedKnowledge {
+    fn key_for(&self, repo: &str) -> Result<RepoKey, KnowledgeError> {
+        EmbeddedKnowledge::repo_key(Path::new(repo))
+    }
+
     async fn index(
         &self,
         repo: &RepoKey,

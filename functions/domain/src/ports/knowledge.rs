@@ -864,6 +864,14 @@ impl KnowledgeError {
 /// What Cadre knows about repositories: their code, its symbols, and what the team learnt.
 #[async_trait::async_trait]
 pub trait KnowledgeBase: Send + Sync {
+    /// The key of the repository a task names (its `repo`), so steps in any process reach the same
+    /// index without knowing how the adapter identifies repositories.
+    ///
+    /// # Errors
+    /// MUST return [`KnowledgeError::BadRoot`] when the adapter cannot identify `repo` (e.g. a path
+    /// that does not exist).
+    fn key_for(&self, repo: &str) -> Result<RepoKey, KnowledgeError>;
+
     /// Indexes the files under `root` (a checkout of `repo`), respecting `.gitignore`.
     ///
     /// # Errors

@@ -14,6 +14,7 @@ pub mod workspace;
 use std::sync::Arc;
 
 pub use clock::Clock;
+pub use knowledge::KnowledgeBase;
 pub use model::Model;
 pub use queue::Queue;
 pub use sandbox::Sandbox;
@@ -35,4 +36,6 @@ pub struct Ports {
     pub workspace: Arc<dyn Workspace>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// The knowledge base: code retrieval and long-term memory.
+    pub knowledge: Arc<dyn KnowledgeBase>,
 }

@@ -50,7 +50,7 @@ async fn an_envelope_of_another_schema_version_or_for_no_task_is_dead_lettered()
 async fn a_message_delivered_twice_does_its_work_once() {
     let world = World::new().await;
     world.server.push(Scripted::Text(PLAN_JSON.into()));
-    let task = world.submit().await;
+    let task = world.submit_indexed().await;
     let plan = world.receive_one().await;
     let copy = plan.clone();
     assert!(matches!(world.engine.handle(plan).await, Handled::Completed { next: 1, .. }));
@@ -74,7 +74,7 @@ async fn a_retryable_failure_is_retried_with_backoff_then_dead_lettered_and_the_
             body: serde_json::json!({"error": {"message": "overloaded"}}),
         });
     }
-    let task = world.submit().await;
+    let task = world.submit_indexed().await;
     for attempt in 1..=2 {
         let delivery = world.receive_one().await;
         assert_eq!(delivery.delivery_count, attempt);
@@ -125,7 +125,7 @@ impl Model for PanickingModel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_step_is_contained_and_dead_lettered() {
     let world = World::with_model(ModelServer::start().await, Arc::new(PanickingModel)).await;
-    let task = world.submit().await;
+    let task = world.submit_indexed().await;
     let handled = world.engine.handle(world.receive_one().await).await;
     assert!(
         matches!(&handled, Handled::DeadLettered { reason } if reason.contains("panicked: provider bug")),
@@ -138,12 +138,12 @@ async fn a_panicking_step_is_contained_and_dead_lettered() {
 async fn resume_republishes_what_a_task_waits_for() {
     let world = World::new().await;
     let task = world.submit().await;
-    // Lose the plan message, as if the process died between storing the task and publishing.
+    // Lose the first message, as if the process died between storing the task and publishing.
     let lost = world.receive_one().await;
     world.queue.ack(&[lost.receipt]).await.unwrap();
     let payload =
         cadre_engine::resume(world.store.as_ref(), world.queue.as_ref(), &task.id).await.unwrap();
-    assert_eq!(payload, Some(StepPayload::Plan));
+    assert_eq!(payload, Some(StepPayload::Index), "a task that never ran starts at its index step");
     let again = world.receive_one().await;
-    assert_eq!(Envelope::from_bytes(&again.body).unwrap().payload, StepPayload::Plan);
+    assert_eq!(Envelope::from_bytes(&again.body).unwrap().payload, StepPayload::Index);
 }

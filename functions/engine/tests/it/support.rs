@@ -5,6 +5,7 @@ use cadre_domain::ports::queue::{Delivery, OutgoingMessage};
 use cadre_domain::ports::{Clock, Model, Queue, StateStore};
 use cadre_domain::{CommitId, MessageId, Ports, Task, TaskId, TaskSettings};
 use cadre_engine::{Backoff, Engine, EngineConfig};
+use cadre_knowledge::EmbeddedKnowledge;
 use cadre_model::{ApiKey, GeminiConfig, GeminiModel};
 use cadre_queue::{EmbeddedQueue, QueueConfig};
 use cadre_sandbox::HostSandbox;
@@ -51,6 +52,7 @@ impl World {
             sandbox: Arc::new(HostSandbox::new()),
             workspace: Arc::new(GitWorkspace::new(dir.path().join("worktrees"))),
             clock,
+            knowledge: Arc::new(EmbeddedKnowledge::open(dir.path().join("knowledge")).unwrap()),
         };
         let config = EngineConfig {
             visibility: Duration::from_secs(30),
@@ -90,6 +92,15 @@ impl World {
             created_at: cadre_domain::Timestamp(0),
         };
         cadre_engine::submit(self.engine.ports(), &task).await.unwrap();
+        task
+    }
+
+    /// Submits a task and runs its `index` step, so the plan message is next in the queue.
+    pub(crate) async fn submit_indexed(&self) -> Task {
+        let task = self.submit().await;
+        let index = self.receive_one().await;
+        let handled = self.engine.handle(index).await;
+        assert!(matches!(handled, cadre_engine::Handled::Completed { next: 1, .. }), "{handled:?}");
         task
     }
 
