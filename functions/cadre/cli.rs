@@ -116,6 +116,21 @@ pub(crate) enum UsageBy {
     Model,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HarnessArg {
+    EditBlocks,
+    Tools,
+}
+
+impl From<HarnessArg> for cadre_domain::Harness {
+    fn from(arg: HarnessArg) -> Self {
+        match arg {
+            HarnessArg::EditBlocks => cadre_domain::Harness::EditBlocks,
+            HarnessArg::Tools => cadre_domain::Harness::Tools,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum ShowPart {
     Plan,
@@ -139,6 +154,10 @@ pub(crate) struct TaskArgs {
     /// Wall-clock limit for one test run, in seconds.
     #[arg(long, default_value_t = 600)]
     pub(crate) test_timeout: u64,
+    /// How the change is generated: `edit-blocks` (one answer of search/replace blocks per round) or
+    /// `tools` (the model searches, reads, edits and runs the tests through tools, turn by turn).
+    #[arg(long, value_enum, default_value_t = HarnessArg::EditBlocks)]
+    pub(crate) harness: HarnessArg,
     /// Start even with uncommitted changes (Cadre works from HEAD and will not see them).
     #[arg(long)]
     pub(crate) allow_dirty: bool,

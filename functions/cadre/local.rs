@@ -61,6 +61,7 @@ pub(crate) async fn task(
             max_rounds: args.max_rounds,
             test_command: args.test_cmd.clone(),
             test_timeout_secs: args.test_timeout,
+            harness: args.harness.into(),
         },
         created_at: core.clock.now(),
     };

@@ -205,6 +205,7 @@ async fn main() {
                 max_rounds: 1,
                 test_command: Some("sh test.sh".into()),
                 test_timeout_secs: 30,
+                ..Default::default()
             },
             created_at: clock.now(),
         };

@@ -62,6 +62,15 @@ pub enum StepPayload {
         /// The generate/test round.
         round: u32,
     },
+    /// Turn `turn` (2 or more) of generate round `round` in the tool-using harness: one model turn and
+    /// the tools it calls. Turn 1 is the round's `Generate` message; each turn's result is committed
+    /// before the next turn's message is published, so a crash repeats at most the turn in flight.
+    Turn {
+        /// The generate/test round.
+        round: u32,
+        /// The turn within the round, from 2.
+        turn: u32,
+    },
     /// Test the patch produced by generate round `round`.
     Test {
         /// The round whose patch is tested.
@@ -81,7 +90,7 @@ impl StepPayload {
         match self {
             StepPayload::Index => StepKind::Index,
             StepPayload::Plan => StepKind::Plan,
-            StepPayload::Generate { .. } => StepKind::Generate,
+            StepPayload::Generate { .. } | StepPayload::Turn { .. } => StepKind::Generate,
             StepPayload::Test { .. } => StepKind::Test,
             StepPayload::Review { .. } => StepKind::Review,
         }
@@ -93,8 +102,19 @@ impl StepPayload {
         match self {
             StepPayload::Index | StepPayload::Plan => 0,
             StepPayload::Generate { round }
+            | StepPayload::Turn { round, .. }
             | StepPayload::Test { round }
             | StepPayload::Review { round } => *round,
+        }
+    }
+
+    /// Where in the task the payload is, for idempotency keys and message ids: `r<round>`, and
+    /// `r<round>t<turn>` for a harness turn, so every turn is committed once under its own key.
+    #[must_use]
+    pub fn position(&self) -> String {
+        match self {
+            StepPayload::Turn { round, turn } => format!("r{round}t{turn}"),
+            other => format!("r{}", other.round()),
         }
     }
 }
@@ -147,12 +167,11 @@ impl Envelope {
     #[must_use]
     pub fn new(task_id: TaskId, trace_id: TraceId, payload: StepPayload) -> Self {
         let step = payload.kind();
-        let idempotency_key =
-            IdempotencyKey::new(format!("{}/{}/r{}", task_id, step, payload.round()));
+        let position = payload.position();
+        let idempotency_key = IdempotencyKey::new(format!("{task_id}/{step}/{position}"));
         // The message id is derived from the idempotency key, so a step that is re-run after a crash
         // publishes its next message under the same id and the queue drops the duplicate.
-        let message_id =
-            MessageId::new(format!("{}/{}/r{}", task_id.as_str(), step, payload.round()));
+        let message_id = MessageId::new(format!("{}/{step}/{position}", task_id.as_str()));
         Envelope {
             message_id,
             task_id,

@@ -61,6 +61,18 @@ pub enum Event {
         /// Model tokens the step used.
         usage: TokenUsage,
     },
+    /// A turn of the tool-using harness is done: the model's calls ran and their results are stored
+    /// in the `turn-r<round>-t<turn>` artifact.
+    AgentTurn {
+        /// The round.
+        round: u32,
+        /// The turn within the round, from 1.
+        turn: u32,
+        /// One line per tool call, e.g. `read_file calc.py` or `edit calc.py: refused (not found)`.
+        calls: Vec<String>,
+        /// Model tokens the turn used.
+        usage: TokenUsage,
+    },
     /// A candidate patch is stored as the `patch-r<round>` artifact.
     PatchReady {
         /// The round.
@@ -150,6 +162,11 @@ impl Event {
             }
             Event::PlanReady { summary, items, usage } => {
                 format!("plan ready ({items} steps, {} tokens): {summary}", usage.total())
+            }
+            Event::AgentTurn { round, turn, calls, usage } => {
+                let calls =
+                    if calls.is_empty() { "no tool call".to_owned() } else { calls.join("; ") };
+                format!("turn {turn} of round {round} ({} tokens): {calls}", usage.total())
             }
             Event::PatchReady { round, files_changed, lines_added, lines_removed, usage } => {
                 format!(

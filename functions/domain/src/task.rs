@@ -20,11 +20,43 @@ pub struct TaskSettings {
     pub test_command: Option<String>,
     /// Wall-clock limit for one test run, in seconds.
     pub test_timeout_secs: u64,
+    /// How `generate` works; tasks created before the setting existed used edit blocks.
+    #[serde(default)]
+    pub harness: Harness,
+}
+
+/// How `generate` produces a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Harness {
+    /// One model call answering with search/replace edit blocks (corrected when they do not apply):
+    /// cheap, and works with models that cannot call tools.
+    #[default]
+    EditBlocks,
+    /// A tool-using loop, one turn per message: the model searches, reads, edits, runs the tests
+    /// and calls `finish`.
+    Tools,
+}
+
+impl Harness {
+    /// The name used on the command line and in logs.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Harness::EditBlocks => "edit-blocks",
+            Harness::Tools => "tools",
+        }
+    }
 }
 
 impl Default for TaskSettings {
     fn default() -> Self {
-        TaskSettings { max_rounds: 3, test_command: None, test_timeout_secs: 600 }
+        TaskSettings {
+            max_rounds: 3,
+            test_command: None,
+            test_timeout_secs: 600,
+            harness: Harness::default(),
+        }
     }
 }
 
@@ -103,7 +135,7 @@ impl TaskState {
                 crate::StepKind::Test => TaskState::Testing { round: *round },
                 crate::StepKind::Review => self,
             },
-            Event::StepRetrying { .. } => self,
+            Event::StepRetrying { .. } | Event::AgentTurn { .. } => self,
             Event::Indexed { .. } => TaskState::Planning,
             Event::PlanReady { .. } => TaskState::Generating { round: 1 },
             Event::PatchReady { round, .. } => TaskState::Testing { round: *round },

@@ -1,7 +1,7 @@
 //! Routes an envelope to its step. The match is exhaustive, so a new step cannot be forgotten here.
 
 use cadre_domain::step::{StepError, StepOutcome};
-use cadre_domain::{Envelope, Ports, StepPayload, Task};
+use cadre_domain::{Envelope, Harness, Ports, StepPayload, Task};
 
 /// Runs the step `envelope` asks for.
 pub(crate) async fn run_step(
@@ -13,7 +13,13 @@ pub(crate) async fn run_step(
     match envelope.payload {
         StepPayload::Index => cadre_steps::index(task, trace, ports).await,
         StepPayload::Plan => cadre_steps::plan(task, trace, ports).await,
-        StepPayload::Generate { round } => cadre_steps::generate(task, round, trace, ports).await,
+        StepPayload::Generate { round } => match task.settings.harness {
+            Harness::EditBlocks => cadre_steps::generate(task, round, trace, ports).await,
+            Harness::Tools => cadre_steps::agent::turn(task, round, 1, trace, ports).await,
+        },
+        StepPayload::Turn { round, turn } => {
+            cadre_steps::agent::turn(task, round, turn, trace, ports).await
+        }
         StepPayload::Test { round } => cadre_steps::test(task, round, trace, ports).await,
         StepPayload::Review { round } => cadre_steps::review(task, round).await,
     }

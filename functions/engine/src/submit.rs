@@ -45,7 +45,18 @@ pub async fn resume(
     let payload = match summary.state {
         TaskState::Queued | TaskState::Indexing => StepPayload::Index,
         TaskState::Planning => StepPayload::Plan,
-        TaskState::Generating { round } => StepPayload::Generate { round },
+        TaskState::Generating { round } => {
+            // In the tool harness, the next turn is the one after the last committed turn.
+            let events = store.events(task).await?;
+            let turns = events
+                .iter()
+                .filter(|r| matches!(r.event, Event::AgentTurn { round: r2, .. } if r2 == round))
+                .count();
+            match u32::try_from(turns).unwrap_or(u32::MAX) {
+                0 => StepPayload::Generate { round },
+                done => StepPayload::Turn { round, turn: done + 1 },
+            }
+        }
         TaskState::Testing { round } => StepPayload::Test { round },
         TaskState::AwaitingReview { .. }
         | TaskState::Applied

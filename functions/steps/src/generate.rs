@@ -194,7 +194,7 @@ async fn edits_from(
         .map_err(|errors| edit_format::describe(&errors)))
 }
 
-fn first_message(
+pub(crate) fn first_message(
     task: &Task,
     plan: &Plan,
     context: &str,
@@ -231,8 +231,20 @@ fn first_message(
     m
 }
 
+/// The files a unified diff touches, sorted (the `b/` side; the `a/` side for deletions).
+pub(crate) fn changed_files(diff: &str) -> Vec<String> {
+    let mut files: Vec<String> = diff
+        .lines()
+        .filter_map(|l| l.strip_prefix("diff --git a/"))
+        .filter_map(|rest| rest.split_once(" b/").map(|(_, b)| b.to_owned()))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// Added and removed lines of a unified diff.
-fn count_lines(diff: &str) -> (u32, u32) {
+pub(crate) fn count_lines(diff: &str) -> (u32, u32) {
     let mut added = 0u32;
     let mut removed = 0u32;
     for line in diff.lines() {

@@ -7,6 +7,7 @@
 //! no clock reads, and a step never calls another step.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod agent;
 pub mod context;
 pub mod conversation;
 pub mod edit_format;

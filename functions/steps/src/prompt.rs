@@ -21,6 +21,10 @@ pub const PLAN: Template =
 pub const GENERATE: Template =
     Template { name: "generate", version: 1, text: include_str!("../prompts/generate.md") };
 
+/// The tool-using harness's system prompt.
+pub const AGENT: Template =
+    Template { name: "agent", version: 1, text: include_str!("../prompts/agent.md") };
+
 impl Template {
     /// `name@version`, as recorded in transcripts.
     #[must_use]

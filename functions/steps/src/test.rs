@@ -54,37 +54,8 @@ async fn test_in(
     ports: &Ports,
     worktree: &Worktree,
 ) -> Result<StepOutcome, StepError> {
-    let command = match &task.settings.test_command {
-        Some(command) => command.clone(),
-        None => detect_command(ports, worktree).await?.ok_or_else(|| StepError::Unusable {
-            reason: "no test command found for this repository; pass --test-cmd \"…\" when creating the task".into(),
-        })?,
-    };
-    let spec = RunSpec {
-        workdir: worktree.path.clone(),
-        command: command.clone(),
-        env: vec![("CI".into(), "true".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
-        timeout: Duration::from_secs(task.settings.test_timeout_secs),
-        output_limit: OUTPUT_LIMIT,
-        network: Default::default(),
-    };
-    let run = ports.sandbox.run(&spec).await?;
-    let (counts, failing_tests) = test_output::summarize(&run.output);
-    let passed = run.exit_code == Some(0) && !run.timed_out;
-    let report = TestReport {
-        command,
-        passed,
-        exit_code: run.exit_code,
-        timed_out: run.timed_out,
-        duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
-        counts,
-        failing_tests,
-        output_tail: run.output,
-        output_truncated: run.truncated,
-        isolation: run.isolation,
-        killed_by: run.killed_by,
-        failures: Vec::new(),
-    };
+    let report = run_suite(task, ports, worktree).await?;
+    let passed = report.passed;
     let summary = summary_line(&report);
     let mut events = vec![Event::TestsFinished { round, passed, summary: summary.clone() }];
     let mut next = Vec::new();
@@ -115,6 +86,51 @@ async fn test_in(
     })
 }
 
+/// Runs the task's test command (configured, or detected from the repository) over `worktree` in the
+/// sandbox and parses what it printed. The `test` step and the harness's `run_tests` tool share it, so
+/// the agent sees exactly what the pipeline will judge it by.
+///
+/// # Errors
+/// Sandbox and workspace failures; [`StepError::Unusable`] when no test command is configured or
+/// recognisable.
+pub async fn run_suite(
+    task: &Task,
+    ports: &Ports,
+    worktree: &Worktree,
+) -> Result<TestReport, StepError> {
+    let command = match &task.settings.test_command {
+        Some(command) => command.clone(),
+        None => detect_command(ports, worktree).await?.ok_or_else(|| StepError::Unusable {
+            reason: "no test command found for this repository; pass --test-cmd \"…\" when creating the task".into(),
+        })?,
+    };
+    let spec = RunSpec {
+        workdir: worktree.path.clone(),
+        command: command.clone(),
+        env: vec![("CI".into(), "true".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
+        timeout: Duration::from_secs(task.settings.test_timeout_secs),
+        output_limit: OUTPUT_LIMIT,
+        network: Default::default(),
+    };
+    let run = ports.sandbox.run(&spec).await?;
+    let (counts, failing_tests) = test_output::summarize(&run.output);
+    let passed = run.exit_code == Some(0) && !run.timed_out;
+    Ok(TestReport {
+        command,
+        passed,
+        exit_code: run.exit_code,
+        timed_out: run.timed_out,
+        duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
+        counts,
+        failing_tests,
+        output_tail: run.output,
+        output_truncated: run.truncated,
+        isolation: run.isolation,
+        killed_by: run.killed_by,
+        failures: Vec::new(),
+    })
+}
+
 async fn detect_command(ports: &Ports, worktree: &Worktree) -> Result<Option<String>, StepError> {
     let files = ports.workspace.list_files(worktree).await?;
     let mut manifests = Vec::new();
@@ -131,7 +147,7 @@ async fn detect_command(ports: &Ports, worktree: &Worktree) -> Result<Option<Str
 }
 
 /// "3 passed, 1 failed" when counts are known, else the exit status.
-fn summary_line(report: &TestReport) -> String {
+pub fn summary_line(report: &TestReport) -> String {
     let status = if report.timed_out {
         "timed out".to_owned()
     } else {

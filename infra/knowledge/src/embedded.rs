@@ -321,6 +321,10 @@ impl KnowledgeBase for EmbeddedKnowledge {
         EmbeddedKnowledge::repo_key(Path::new(repo))
     }
 
+    fn syntax_error(&self, path: &str, text: &str) -> Option<u32> {
+        crate::syntax::syntax_error(path, text)
+    }
+
     async fn index(
         &self,
         repo: &RepoKey,

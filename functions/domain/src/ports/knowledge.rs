@@ -872,6 +872,14 @@ pub trait KnowledgeBase: Send + Sync {
     /// that does not exist).
     fn key_for(&self, repo: &str) -> Result<RepoKey, KnowledgeError>;
 
+    /// The first line (1-based) with a syntax error when `text` is parsed as the file `path`, so an
+    /// agent's edit that breaks the syntax is refused before it is kept. `None` when it parses, and
+    /// when the adapter has no parser for the language (then nothing can be said).
+    fn syntax_error(&self, path: &str, text: &str) -> Option<u32> {
+        let _ = (path, text);
+        None
+    }
+
     /// Indexes the files under `root` (a checkout of `repo`), respecting `.gitignore`.
     ///
     /// # Errors

@@ -88,7 +88,12 @@ impl World {
             repo,
             goal: "make test_add pass".into(),
             base_commit: base,
-            settings: TaskSettings { max_rounds: 2, test_command: None, test_timeout_secs: 60 },
+            settings: TaskSettings {
+                max_rounds: 2,
+                test_command: None,
+                test_timeout_secs: 60,
+                ..Default::default()
+            },
             created_at: cadre_domain::Timestamp(0),
         };
         cadre_engine::submit(self.engine.ports(), &task).await.unwrap();

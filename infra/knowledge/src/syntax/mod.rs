@@ -90,6 +90,17 @@ impl Parsers {
     }
 }
 
+/// The first line with a syntax error in `text` parsed as `path`; `None` when it parses or the language
+/// has no grammar here.
+pub(crate) fn syntax_error(path: &str, text: &str) -> Option<u32> {
+    let grammar = crate::language::grammar(crate::language::detect(path), path)?;
+    let mut parser = Parser::new();
+    parser.set_language(&grammar).ok()?;
+    let tree = parser.parse(text, None)?;
+    let root = tree.root_node();
+    root.has_error().then(|| first_error_line(root))
+}
+
 /// Every identifier leaf that is not a definition's name, grouped by name, in first-seen order.
 fn references(
     tree: &Tree,

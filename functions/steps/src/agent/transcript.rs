@@ -1,0 +1,134 @@
+//! The harness's transcript as the store holds it: one record per turn, and the compaction that keeps a
+//! long loop within the model's context.
+//!
+//! Why one record per turn: the engine commits each turn's record with the turn's events under the
+//! turn's idempotency key, so the transcript in the store is always exactly the committed turns, and a
+//! crash repeats only the turn in flight (on a fresh checkout of the previous turn's patch, so an edit
+//! is never applied twice).
+
+use cadre_domain::ports::model::{estimate_input_tokens, ChatMessage, ModelRequest, Role};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+
+/// Estimated input tokens above which old turns are compacted into a summary.
+pub const COMPACT_AT_TOKENS: u64 = 48_000;
+/// Messages kept verbatim at the end of a compacted transcript.
+pub const KEEP_RECENT: usize = 8;
+
+/// What one turn added and left behind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// Messages the turn added to the transcript, in order (turn 1 starts with the opening message).
+    pub messages: Vec<ChatMessage>,
+    /// The cumulative diff against the base commit after the turn.
+    pub patch: String,
+    /// Facts that outlive compaction: test results, refused edits ("tried X, it failed because Y").
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// The summary the model gave when it called `finish`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// Consecutive turns, ending with this one, in which the model made no usable tool call.
+    #[serde(default)]
+    pub failed_in_a_row: u32,
+}
+
+/// The conversation to send: every committed turn's messages, compacted when they grow too long.
+#[must_use]
+pub fn conversation(records: &[TurnRecord], probe: &ModelRequest) -> Vec<ChatMessage> {
+    let messages: Vec<ChatMessage> = records.iter().flat_map(|r| r.messages.clone()).collect();
+    let request = ModelRequest { messages: messages.clone(), ..probe.clone() };
+    if estimate_input_tokens(&request) <= COMPACT_AT_TOKENS {
+        return messages;
+    }
+    let notes: Vec<&String> = records.iter().flat_map(|r| &r.notes).collect();
+    compact(&messages, &notes)
+}
+
+/// Keeps the opening message and the last [`KEEP_RECENT`] messages (starting at a model turn, so every
+/// tool result still follows its call), and replaces the middle by a summary of the calls made and the
+/// notes; the summary joins the opening message so user and model turns still alternate.
+#[must_use]
+pub fn compact(messages: &[ChatMessage], notes: &[&String]) -> Vec<ChatMessage> {
+    if messages.len() <= KEEP_RECENT + 1 {
+        return messages.to_vec();
+    }
+    let mut keep_from = messages.len() - KEEP_RECENT;
+    while keep_from < messages.len() && messages[keep_from].role != Role::Model {
+        keep_from += 1;
+    }
+    if keep_from <= 1 || keep_from >= messages.len() {
+        return messages.to_vec();
+    }
+    let mut summary = String::from("\n\n# Progress so far (older turns, summarised)\n");
+    for m in &messages[1..keep_from] {
+        for call in &m.tool_calls {
+            let args = call.args.to_string();
+            let args: String = args.chars().take(120).collect();
+            let _ = writeln!(summary, "- called {} {args}", call.name);
+        }
+    }
+    if !notes.is_empty() {
+        summary.push_str("\n# Notes\n");
+        for note in notes {
+            let _ = writeln!(summary, "- {note}");
+        }
+    }
+    summary.push_str(
+        "\nThe working copy holds every edit made so far; read files again before editing them.\n",
+    );
+    let mut opening = messages[0].clone();
+    opening.text.push_str(&summary);
+    let mut out = vec![opening];
+    out.extend_from_slice(&messages[keep_from..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadre_domain::ports::model::{ToolCall, ToolResult};
+    use serde_json::json;
+
+    fn call_turn(i: usize) -> [ChatMessage; 2] {
+        let call = ToolCall {
+            id: None,
+            name: "read_file".into(),
+            args: json!({"path": format!("f{i}.py")}),
+            thought_signature: Some(format!("sig{i}")),
+        };
+        let model =
+            ChatMessage { role: Role::Model, tool_calls: vec![call], ..ChatMessage::default() };
+        let result = ToolResult {
+            id: None,
+            name: "read_file".into(),
+            response: json!({"content": "x".repeat(40_000)}),
+        };
+        [model, ChatMessage::tool_results(vec![result])]
+    }
+
+    #[test]
+    fn long_transcripts_keep_the_opening_the_recent_turns_and_a_summary_of_the_rest() {
+        let mut messages = vec![ChatMessage::user("# Goal\nfix it")];
+        for i in 0..10 {
+            messages.extend(call_turn(i));
+        }
+        let note = "run_tests: 1 passed, 1 failed".to_owned();
+        let out = compact(&messages, &[&note]);
+        assert_eq!(out.len(), 1 + KEEP_RECENT);
+        assert!(out[0].text.starts_with("# Goal\nfix it"));
+        assert!(out[0].text.contains("called read_file {\"path\":\"f0.py\"}"), "{}", out[0].text);
+        assert!(out[0].text.contains("run_tests: 1 passed, 1 failed"));
+        assert_eq!(out[1].role, Role::Model, "the kept tail starts at a call");
+        assert_eq!(out[1].tool_calls[0].thought_signature.as_deref(), Some("sig6"));
+        assert_eq!(out.last(), messages.last());
+    }
+
+    #[test]
+    fn short_transcripts_are_sent_whole() {
+        let records =
+            vec![TurnRecord { messages: vec![ChatMessage::user("hi")], ..TurnRecord::default() }];
+        let probe = ModelRequest::new("generate", "system", Vec::new());
+        assert_eq!(conversation(&records, &probe), vec![ChatMessage::user("hi")]);
+    }
+}
