@@ -77,10 +77,14 @@ pub(crate) enum Command {
         /// A task id or unique prefix.
         task: String,
     },
-    /// Re-publish the message a task is waiting for (after a lost message or a fixed dead letter).
+    /// Re-publish the message a task is waiting for (after a lost message or a fixed dead letter), or
+    /// continue a task that stopped at its budget with a higher one.
     Resume {
         /// A task id or unique prefix.
         task: String,
+        /// Raise the task's budget to this many USD (needed for a task that stopped at its budget).
+        #[arg(long)]
+        budget_usd: Option<f64>,
     },
     /// Model tokens and cost, per task, step, day or model.
     Usage {
@@ -176,7 +180,8 @@ pub(crate) struct ModelArgs {
     /// Record every model request and reply to this JSONL file (replay it later with `--model replay:FILE`).
     #[arg(long)]
     pub(crate) record: Option<PathBuf>,
-    /// Most a task may spend on model calls, in USD; a call whose worst case would pass it is refused.
+    /// Most a task may spend on model calls, in USD; a call whose worst case would pass it is not made
+    /// and the task stops (`budget_exhausted`) until `cadre resume TASK --budget-usd N`.
     #[arg(long, env = "CADRE_TASK_BUDGET_USD", default_value_t = 2.0)]
     pub(crate) budget_usd: f64,
     /// Client-side limit on model requests per minute (the provider's quota; none when absent).

@@ -62,6 +62,7 @@ pub(crate) async fn task(
             test_command: args.test_cmd.clone(),
             test_timeout_secs: args.test_timeout,
             harness: args.harness.into(),
+            budget_micros: Some(wiring::usd_to_micros(args.model.budget_usd, "--budget-usd")?),
         },
         created_at: core.clock.now(),
     };
@@ -103,14 +104,25 @@ async fn follow(core: &Core, task: &TaskId) -> Result<Option<TaskState>> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        for record in core.store.events_after(task, seen).await? {
-            seen = record.seq;
-            if !matches!(record.event, cadre_domain::Event::Created { .. }) {
-                out::line(format!("  {}", record.event.describe()));
+        let records = core.store.events_after(task, seen).await?;
+        if !records.is_empty() {
+            // The running cost with each new line, from the ledger every call is written to.
+            let spent = core.ledger.task_spend_micros(task).await.unwrap_or(0);
+            for record in records {
+                seen = record.seq;
+                if !matches!(record.event, cadre_domain::Event::Created { .. }) {
+                    out::line(format!(
+                        "  [${:.4}] {}",
+                        cadre_domain::event::micros_to_usd(spent),
+                        record.event.describe()
+                    ));
+                }
             }
         }
         let state = core.store.task(task).await?.state;
-        if state.is_terminal() || matches!(state, TaskState::AwaitingReview { .. }) {
+        if state.is_terminal()
+            || matches!(state, TaskState::AwaitingReview { .. } | TaskState::BudgetExhausted { .. })
+        {
             return Ok(Some(state));
         }
         tokio::select! {
@@ -128,6 +140,12 @@ fn finish(task: &TaskId, state: Option<TaskState>) -> Result<ExitCode> {
                 "ready for review: `cadre show {short}`, then `cadre apply {short}` or `cadre reject {short}`"
             ));
             Ok(ExitCode::SUCCESS)
+        }
+        Some(state @ TaskState::BudgetExhausted { .. }) => {
+            out::line(format!(
+                "task stopped: {state}; everything is kept. Continue with `cadre resume {short} --budget-usd N` and `cadre serve-worker`"
+            ));
+            Ok(ExitCode::from(3))
         }
         Some(state) => {
             out::line(format!("task ended {state}; details: `cadre status {short}`"));

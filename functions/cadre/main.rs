@@ -65,7 +65,7 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Apply { task } => review::apply(&task, &home).await,
         Command::Reject { task, reason } => review::reject(&task, reason, &home).await,
         Command::Cancel { task } => review::cancel(&task, &home).await,
-        Command::Resume { task } => review::resume(&task, &home).await,
+        Command::Resume { task, budget_usd } => review::resume(&task, budget_usd, &home).await,
         Command::Usage { task, by } => usage::usage(task, by, &home).await,
         Command::Index(args) => knowledge::index(args, &home).await,
         Command::Search(args) => knowledge::search(args, &home).await,

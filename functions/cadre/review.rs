@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use crate::cli::ShowPart;
 use crate::out;
-use crate::wiring::{Core, Home};
+use crate::wiring::{self, Core, Home};
 
 /// Stores how the task ended in the repository's long-term memory (best effort: logged on failure).
 async fn remember(core: &Core, id: &TaskId, verdict: TaskVerdict, reason: Option<&str>) {
@@ -226,10 +226,28 @@ pub(crate) async fn cancel(task: &str, home: &Home) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn resume(task: &str, home: &Home) -> Result<ExitCode> {
+pub(crate) async fn resume(task: &str, budget_usd: Option<f64>, home: &Home) -> Result<ExitCode> {
     let core = Core::open(home)?;
     let id = resolve(&core, task).await?;
-    match cadre_engine::resume(core.store.as_ref(), core.queue.as_ref(), &id).await? {
+    let published = match budget_usd {
+        Some(usd) => {
+            let limit = wiring::usd_to_micros(usd, "--budget-usd")?;
+            let spent = core.ledger.task_spend_micros(&id).await?;
+            let published = cadre_engine::raise_budget(
+                core.store.as_ref(),
+                core.queue.as_ref(),
+                core.clock.as_ref(),
+                &id,
+                limit,
+                spent,
+            )
+            .await?;
+            out::line(format!("raised the budget of task {} to ${usd:.2}", id.short()));
+            published
+        }
+        None => cadre_engine::resume(core.store.as_ref(), core.queue.as_ref(), &id).await?,
+    };
+    match published {
         Some(payload) => out::line(format!(
             "re-published the {} step of task {}; `cadre serve-worker` runs it",
             payload.kind(),

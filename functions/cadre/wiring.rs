@@ -235,18 +235,19 @@ pub(crate) fn model(
     Ok((Arc::new(gateway), endpoint))
 }
 
-fn gateway_config(args: &ModelArgs, model_id: String) -> Result<GatewayConfig> {
-    if !args.budget_usd.is_finite() || args.budget_usd <= 0.0 {
-        bail!(
-            "--budget-usd {} is not a positive amount of dollars; give e.g. --budget-usd 2.50",
-            args.budget_usd
-        );
+/// Dollars as micro-dollars, refusing what is not a positive, finite amount.
+pub(crate) fn usd_to_micros(usd: f64, flag: &str) -> Result<u64> {
+    if !usd.is_finite() || usd <= 0.0 || usd > 1e9 {
+        bail!("{flag} {usd} is not a positive amount of dollars; give e.g. {flag} 2.50");
     }
-    let mut config = GatewayConfig::new(model_id);
-    // Dollars to micro-dollars; the check above keeps the value positive and finite.
+    // The check above keeps the value positive, finite and far below u64::MAX micro-dollars.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let budget_micros = (args.budget_usd * 1_000_000.0).round() as u64;
-    config.task_budget_micros = Some(budget_micros);
+    Ok((usd * 1_000_000.0).round() as u64)
+}
+
+fn gateway_config(args: &ModelArgs, model_id: String) -> Result<GatewayConfig> {
+    let mut config = GatewayConfig::new(model_id);
+    config.task_budget_micros = Some(usd_to_micros(args.budget_usd, "--budget-usd")?);
     config.requests = args.rpm.map(RateLimit::per_minute);
     config.tokens = args.tpm.map(RateLimit::per_minute);
     if let Some(path) = &args.prices {

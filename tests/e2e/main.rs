@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `cadre` binary: a fixture git repository, a local HTTP server speaking
 //! the real Gemini / OpenAI wire formats, real SQLite files, real git, real processes (and kill -9).
 
+mod budget;
 mod cli_errors;
 mod knowledge;
 mod pipeline;

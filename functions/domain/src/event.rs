@@ -110,6 +110,23 @@ pub enum Event {
         /// Their reason, if given.
         reason: Option<String>,
     },
+    /// A model call would have passed the task's budget, so it was not made and the task stopped with
+    /// everything kept.
+    BudgetExhausted {
+        /// The step that stopped.
+        step: StepKind,
+        /// Its round.
+        round: u32,
+        /// Spent (and reserved) so far, in micro-dollars.
+        spent_micros: u64,
+        /// The budget, in micro-dollars.
+        limit_micros: u64,
+    },
+    /// A person raised the task's budget; it goes on from the step that stopped.
+    BudgetRaised {
+        /// The new budget, in micro-dollars.
+        limit_micros: u64,
+    },
     /// The task cannot go on.
     Failed {
         /// The step that failed, if a step did.
@@ -185,6 +202,14 @@ impl Event {
                 "rejected{}",
                 reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
             ),
+            Event::BudgetExhausted { step, round, spent_micros, limit_micros } => format!(
+                "budget exhausted in {step} round {round}: ${:.4} of ${:.4} spent; raise it with `cadre resume TASK --budget-usd N`",
+                micros_to_usd(*spent_micros),
+                micros_to_usd(*limit_micros)
+            ),
+            Event::BudgetRaised { limit_micros } => {
+                format!("budget raised to ${:.4}", micros_to_usd(*limit_micros))
+            }
             Event::Failed { step, reason } => match step {
                 Some(step) => format!("failed in {step}: {reason}"),
                 None => format!("failed: {reason}"),
@@ -197,4 +222,11 @@ impl Event {
             }
         }
     }
+}
+
+/// Micro-dollars as dollars, for display only.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn micros_to_usd(micros: u64) -> f64 {
+    micros as f64 / 1_000_000.0
 }

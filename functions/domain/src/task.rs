@@ -23,6 +23,10 @@ pub struct TaskSettings {
     /// How `generate` works; tasks created before the setting existed used edit blocks.
     #[serde(default)]
     pub harness: Harness,
+    /// The most the task may spend on model calls, in micro-dollars; checked before every call. Raised
+    /// by a `BudgetRaised` event (`cadre resume TASK --budget …`). `None`: the deployment's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_micros: Option<u64>,
 }
 
 /// How `generate` produces a change.
@@ -56,6 +60,7 @@ impl Default for TaskSettings {
             test_command: None,
             test_timeout_secs: 600,
             harness: Harness::default(),
+            budget_micros: None,
         }
     }
 }
@@ -77,6 +82,24 @@ pub struct Task {
     pub created_at: Timestamp,
 }
 
+impl Task {
+    /// The budget in force after `events`: the last raise, else the one the task was created with.
+    #[must_use]
+    pub fn budget_after<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a EventRecord>,
+    ) -> Option<u64> {
+        events
+            .into_iter()
+            .filter_map(|r| match r.event {
+                Event::BudgetRaised { limit_micros } => Some(limit_micros),
+                _ => None,
+            })
+            .last()
+            .or(self.settings.budget_micros)
+    }
+}
+
 /// Where a task is, derived from its log by [`TaskState::fold`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -95,6 +118,14 @@ pub enum TaskState {
     /// The tests of round `round` are next or running.
     Testing {
         /// The round.
+        round: u32,
+    },
+    /// Stopped at its budget before a model call, with everything kept; a raised budget resumes it at
+    /// the step it stopped in.
+    BudgetExhausted {
+        /// The step that could not make its call.
+        step: crate::StepKind,
+        /// Its round.
         round: u32,
     },
     /// Round `round`'s patch waits for a person.
@@ -136,6 +167,19 @@ impl TaskState {
                 crate::StepKind::Review => self,
             },
             Event::StepRetrying { .. } | Event::AgentTurn { .. } => self,
+            Event::BudgetExhausted { step, round, .. } => {
+                TaskState::BudgetExhausted { step: *step, round: *round }
+            }
+            Event::BudgetRaised { .. } => match self {
+                TaskState::BudgetExhausted { step, round } => match step {
+                    crate::StepKind::Index => TaskState::Indexing,
+                    crate::StepKind::Plan => TaskState::Planning,
+                    crate::StepKind::Generate => TaskState::Generating { round },
+                    crate::StepKind::Test => TaskState::Testing { round },
+                    crate::StepKind::Review => TaskState::AwaitingReview { round },
+                },
+                other => other,
+            },
             Event::Indexed { .. } => TaskState::Planning,
             Event::PlanReady { .. } => TaskState::Generating { round: 1 },
             Event::PatchReady { round, .. } => TaskState::Testing { round: *round },
@@ -173,6 +217,7 @@ impl TaskState {
             TaskState::Generating { .. } => "generating",
             TaskState::Testing { .. } => "testing",
             TaskState::AwaitingReview { .. } => "awaiting_review",
+            TaskState::BudgetExhausted { .. } => "budget_exhausted",
             TaskState::Applied => "applied",
             TaskState::Rejected => "rejected",
             TaskState::Failed => "failed",
@@ -184,6 +229,9 @@ impl TaskState {
 impl std::fmt::Display for TaskState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            TaskState::BudgetExhausted { step, round } => {
+                write!(f, "{} (in {step}, round {round})", self.name())
+            }
             TaskState::Generating { round }
             | TaskState::Testing { round }
             | TaskState::AwaitingReview { round } => {

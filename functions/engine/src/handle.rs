@@ -3,6 +3,7 @@
 use cadre_domain::envelope::EnvelopeError;
 use cadre_domain::event::Event;
 use cadre_domain::ports::knowledge::TaskVerdict;
+use cadre_domain::ports::model::ModelError;
 use cadre_domain::ports::queue::{Delivery, OutgoingMessage, QueueError};
 use cadre_domain::ports::store::{CommitOutcome, StepCommit, StoreError};
 use cadre_domain::step::{StepError, StepOutcome};
@@ -39,6 +40,14 @@ pub enum Handled {
     TaskFailed {
         /// Why.
         reason: String,
+    },
+    /// A model call would have passed the task's budget: the task stopped (with everything kept) until
+    /// a person raises it.
+    BudgetExhausted {
+        /// Spent so far, in micro-dollars.
+        spent_micros: u64,
+        /// The budget.
+        limit_micros: u64,
     },
     /// The message went to the dead letters.
     DeadLettered {
@@ -91,8 +100,13 @@ async fn handle_envelope(
         }
         Err(error) => return abandon(format!("store unavailable while loading the task: {error}")),
     };
-    if summary.state.is_terminal() {
+    if !runnable(summary.state) {
         return ack_dropped(ports, delivery, format!("task is {}", summary.state)).await;
+    }
+    let mut task = summary.task;
+    match ports.store.events(&envelope.task_id).await {
+        Ok(events) => task.settings.budget_micros = task.budget_after(&events),
+        Err(error) => return abandon(format!("store unavailable while loading the log: {error}")),
     }
     match ports.store.committed_next(&envelope.idempotency_key).await {
         Ok(Some(next)) => return republish(ports, delivery, next).await,
@@ -109,12 +123,7 @@ async fn handle_envelope(
     };
     match ports
         .store
-        .append(
-            &envelope.task_id,
-            vec![started],
-            ports.clock.now(),
-            Some(|s: TaskState| !s.is_terminal()),
-        )
+        .append(&envelope.task_id, vec![started], ports.clock.now(), Some(runnable))
         .await
     {
         Ok((state, false)) => {
@@ -128,7 +137,7 @@ async fn handle_envelope(
     tracing::info!("step started");
     let begun = ports.clock.now();
 
-    let outcome = match run_guarded(ports, config, delivery, &envelope, summary.task).await {
+    let outcome = match run_guarded(ports, config, delivery, &envelope, task).await {
         Guarded::Finished(outcome) => outcome,
         Guarded::Panicked(message) => {
             let reason = format!("step {} panicked: {message}", envelope.step);
@@ -242,6 +251,12 @@ async fn commit(
     }
 }
 
+/// Whether a step may run for a task in `state`: not when it is finished, nor while it waits for a
+/// raised budget (a stale message then must not spend past the limit).
+fn runnable(state: TaskState) -> bool {
+    !state.is_terminal() && !matches!(state, TaskState::BudgetExhausted { .. })
+}
+
 async fn on_step_error(
     ports: &Ports,
     config: &EngineConfig,
@@ -268,6 +283,30 @@ async fn on_step_error(
         return match ports.queue.retry_later(&delivery.receipt, delay).await {
             Ok(()) => Handled::Retrying { delay },
             Err(e) => abandon(format!("could not schedule the retry: {e}")),
+        };
+    }
+    if let StepError::Model(ModelError::BudgetExceeded { spent_micros, limit_micros }) = error {
+        let event = Event::BudgetExhausted {
+            step: envelope.step,
+            round: envelope.payload.round(),
+            spent_micros: *spent_micros,
+            limit_micros: *limit_micros,
+        };
+        tracing::warn!(spent_micros, limit_micros, "task stopped at its budget");
+        // Not committed under the message's key: after a raise, the same step runs again for real.
+        return match ports
+            .store
+            .append(&envelope.task_id, vec![event], ports.clock.now(), Some(runnable))
+            .await
+        {
+            Ok(_) => {
+                settle_ack(ports, delivery).await;
+                Handled::BudgetExhausted {
+                    spent_micros: *spent_micros,
+                    limit_micros: *limit_micros,
+                }
+            }
+            Err(e) => abandon(format!("could not record the exhausted budget: {e}")),
         };
     }
     if let StepError::Unusable { reason } = error {

@@ -23,5 +23,5 @@ mod worker;
 pub use backoff::Backoff;
 pub use handle::Handled;
 pub use outcome::{record_outcome, OutcomePorts};
-pub use submit::{cancel, resume, submit, EngineError};
+pub use submit::{cancel, raise_budget, resume, submit, EngineError};
 pub use worker::{Engine, EngineConfig};

@@ -16,6 +16,44 @@ pub enum EngineError {
     /// The queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The task stopped at its budget; it goes on only with a higher one.
+    #[error(
+        "the task stopped at its budget; raise it to go on (`cadre resume TASK --budget-usd N`)"
+    )]
+    BudgetExhausted,
+    /// A raise that does not raise.
+    #[error("the new budget (${new:.4}) must be above what the task has spent (${spent:.4})")]
+    BudgetTooLow {
+        /// The asked budget, in dollars.
+        new: f64,
+        /// The spend, in dollars.
+        spent: f64,
+    },
+}
+
+/// Raises a task's budget to `limit_micros` and, when it had stopped at its budget, publishes the step
+/// it stopped in. `spent_micros` is what the usage ledger says the task has spent: a raise to no more
+/// than that is refused, as the next call would stop again at once.
+///
+/// # Errors
+/// Store and queue failures, [`EngineError::BudgetTooLow`].
+pub async fn raise_budget(
+    store: &dyn StateStore,
+    queue: &dyn Queue,
+    clock: &dyn Clock,
+    task: &TaskId,
+    limit_micros: u64,
+    spent_micros: u64,
+) -> Result<Option<StepPayload>, EngineError> {
+    if limit_micros <= spent_micros {
+        return Err(EngineError::BudgetTooLow {
+            new: cadre_domain::event::micros_to_usd(limit_micros),
+            spent: cadre_domain::event::micros_to_usd(spent_micros),
+        });
+    }
+    let open = |s: TaskState| !s.is_terminal();
+    store.append(task, vec![Event::BudgetRaised { limit_micros }], clock.now(), Some(open)).await?;
+    resume(store, queue, task).await
 }
 
 /// Stores `task` and publishes its first message.
@@ -58,6 +96,7 @@ pub async fn resume(
             }
         }
         TaskState::Testing { round } => StepPayload::Test { round },
+        TaskState::BudgetExhausted { .. } => return Err(EngineError::BudgetExhausted),
         TaskState::AwaitingReview { .. }
         | TaskState::Applied
         | TaskState::Rejected

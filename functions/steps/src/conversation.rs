@@ -8,7 +8,7 @@ use cadre_domain::ports::model::{
     CachePolicy, ChatMessage, Model, ModelReply, ModelRequest, TokenUsage,
 };
 use cadre_domain::step::StepError;
-use cadre_domain::TaskId;
+use cadre_domain::Task;
 use serde::Serialize;
 
 use crate::prompt::Template;
@@ -34,7 +34,7 @@ impl Conversation {
     /// template's version with each call.
     #[must_use]
     pub fn new(
-        task: &TaskId,
+        task: &Task,
         purpose: &str,
         template: Template,
         first: String,
@@ -50,7 +50,8 @@ impl Conversation {
                 response_schema: schema,
                 temperature: Some(0.0),
                 max_output_tokens: None,
-                task: Some(task.clone()),
+                task: Some(task.id.clone()),
+                budget_micros: task.settings.budget_micros,
                 template: Some(template.id()),
                 cache: CachePolicy::Use,
                 ..Default::default()

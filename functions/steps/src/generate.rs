@@ -91,7 +91,7 @@ async fn generate_in(
         rendered.push_str(&retrieved.text);
     }
     let first = first_message(task, plan, &rendered, failed_report, round);
-    let mut convo = Conversation::new(&task.id, "generate", prompt::GENERATE, first, None);
+    let mut convo = Conversation::new(task, "generate", prompt::GENERATE, first, None);
 
     let mut attempt = 0;
     let writes = loop {

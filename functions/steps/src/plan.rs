@@ -58,8 +58,7 @@ async fn plan_in(
         first.push('\n');
         first.push_str(&retrieved.text);
     }
-    let mut convo =
-        Conversation::new(&task.id, "plan", prompt::PLAN, first, Some(Plan::json_schema()));
+    let mut convo = Conversation::new(task, "plan", prompt::PLAN, first, Some(Plan::json_schema()));
 
     let mut attempt = 0;
     let plan = loop {

@@ -217,6 +217,10 @@ pub struct ModelRequest {
     /// How much the model may think; the provider's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<ThinkingLevel>,
+    /// The task's budget in micro-dollars, checked by the gateway before the call (the deployment's
+    /// default when absent). Describes the call, not the answer: not part of cache or replay keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_micros: Option<u64>,
 }
 
 impl ModelRequest {

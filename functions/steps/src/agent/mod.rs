@@ -110,6 +110,7 @@ impl Turn<'_> {
         let mut probe = ModelRequest::new("generate", prompt::AGENT.text, Vec::new());
         probe.tools = tools::specs();
         probe.task = Some(self.task.id.clone());
+        probe.budget_micros = self.task.settings.budget_micros;
         probe.template = Some(prompt::AGENT.id());
         probe.thinking = Some(ThinkingLevel::Medium);
         probe.cache = CachePolicy::Use;

@@ -42,8 +42,9 @@ impl Budget {
         ledger: &dyn UsageLedger,
         task: &TaskId,
         worst_micros: u64,
+        task_limit_micros: Option<u64>,
     ) -> Result<Option<Reservation>, ModelError> {
-        let Some(limit_micros) = self.limit_micros else { return Ok(None) };
+        let Some(limit_micros) = task_limit_micros.or(self.limit_micros) else { return Ok(None) };
         let spent = ledger
             .task_spend_micros(task)
             .await
@@ -85,13 +86,13 @@ mod tests {
         let ledger = MemoryUsageLedger::new();
         let budget = Budget::new(Some(100));
         let task = TaskId::generate();
-        let first = budget.reserve(&ledger, &task, 60).await.unwrap();
-        let refused = budget.reserve(&ledger, &task, 60).await.unwrap_err();
+        let first = budget.reserve(&ledger, &task, 60, None).await.unwrap();
+        let refused = budget.reserve(&ledger, &task, 60, None).await.unwrap_err();
         assert_eq!(refused, ModelError::BudgetExceeded { spent_micros: 60, limit_micros: 100 });
         let other_task = TaskId::generate();
-        assert!(budget.reserve(&ledger, &other_task, 60).await.unwrap().is_some());
+        assert!(budget.reserve(&ledger, &other_task, 60, None).await.unwrap().is_some());
         drop(first);
-        assert!(budget.reserve(&ledger, &task, 100).await.unwrap().is_some());
-        assert!(Budget::new(None).reserve(&ledger, &task, 1_000).await.unwrap().is_none());
+        assert!(budget.reserve(&ledger, &task, 100, None).await.unwrap().is_some());
+        assert!(Budget::new(None).reserve(&ledger, &task, 1_000, None).await.unwrap().is_none());
     }
 }

@@ -237,7 +237,10 @@ impl Gateway {
         let estimate = estimate_tokens(request, self.config.default_output_tokens);
         if let Some(task) = &request.task {
             let worst = self.price.map_or(0, |p| p.worst_case_micros(estimate));
-            row.reservation = self.budget.reserve(&*self.ports.ledger, task, worst).await?;
+            row.reservation = self
+                .budget
+                .reserve(&*self.ports.ledger, task, worst, request.budget_micros)
+                .await?;
         }
         let reply = self.attempts(request, estimate, started, row).await?;
         if let Some(key) = &key {

@@ -1,0 +1,71 @@
+//! Hard budgets: a task stops at its budget before a call that could pass it (no call is made), keeps
+//! everything, and goes on from the same step when a person raises the budget.
+
+use cadre_testkit::model_server::{CapturedRequest, ModelServer, Scripted};
+use serde_json::json;
+
+use crate::support::cadre::Cadre;
+use crate::support::repo::{Repo, BROKEN_CALC};
+
+const PLAN: &str = r#"{"summary": "make add() add", "steps": [{"description": "return a + b in add()", "files": ["calc.py"]}], "acceptance_criteria": []}"#;
+const FIX: &str =
+    "calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\n";
+
+/// A Gemini reply whose usage says it produced `output_tokens` tokens.
+fn costly_reply(text: &str, output_tokens: u64) -> Scripted {
+    let body = json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": output_tokens, "totalTokenCount": 100 + output_tokens},
+        "modelVersion": "gemini-3-flash-preview"
+    });
+    Scripted::Raw { code: 200, content_type: "application/json".into(), body: body.to_string() }
+}
+
+fn model(req: &CapturedRequest) -> Scripted {
+    if req.system_text.contains("planning engineer") {
+        // $0.03 of output at $3 per million tokens.
+        costly_reply(PLAN, 10_000)
+    } else {
+        Scripted::Text(FIX.into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_stops_at_its_budget_without_the_call_and_resumes_with_a_higher_one() {
+    let server = ModelServer::start().await;
+    server.respond_with(model);
+    let repo = Repo::new(BROKEN_CALC);
+    let cadre = Cadre::new().gemini(&server.base_url());
+    let path = repo.path().to_str().unwrap();
+
+    // Plan's worst case (~$0.025) fits in $0.05; it then costs $0.03, so generate's worst case does not.
+    let goal = "test_add fails: add() in calc.py must return the sum";
+    let out =
+        cadre.run(&["task", "--repo", path, "--budget-usd", "0.05", goal]).await.expect_code(3);
+    assert!(out.stdout.contains("budget_exhausted (in generate, round 1)"), "{}", out.stdout);
+    assert!(out.stdout.contains("[$0.0301]"), "the running cost is shown: {}", out.stdout);
+    assert_eq!(server.request_count(), 1, "no call is made past the budget");
+    let task = cadre.only_task_id().await;
+    let log = cadre.log(&task).await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("budget exhausted in generate round 1: $0.0301 of $0.0500")),
+        "{log:#?}"
+    );
+
+    // Nothing runs while the budget is exhausted, and a raise below the spend is refused.
+    let plain = cadre.run(&["resume", &task]).await.expect_code(2);
+    assert!(plain.stderr.contains("raise it to go on"), "{}", plain.stderr);
+    let low = cadre.run(&["resume", &task, "--budget-usd", "0.01"]).await.expect_code(2);
+    assert!(low.stderr.contains("must be above what the task has spent"), "{}", low.stderr);
+
+    let raised = cadre.run(&["resume", &task, "--budget-usd", "1"]).await.expect_code(0);
+    assert!(raised.stdout.contains("re-published the generate step"), "{}", raised.stdout);
+    cadre.run(&["serve-worker", "--until-idle"]).await.expect_code(0);
+    let status = cadre.run(&["status", &task]).await.expect_code(0);
+    assert!(status.stdout.contains("state  awaiting_review (round 1)"), "{}", status.stdout);
+    assert_eq!(server.request_count(), 2, "plan was kept: only generate ran after the raise");
+    let log = cadre.log(&task).await;
+    assert_eq!(log.iter().filter(|l| l.starts_with("plan ready")).count(), 1, "{log:#?}");
+    assert!(log.iter().any(|l| l.starts_with("budget raised to $1.0000")), "{log:#?}");
+}
