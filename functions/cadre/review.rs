@@ -8,12 +8,35 @@ use cadre_domain::ports::Workspace;
 use cadre_domain::step::ArtifactName;
 use cadre_domain::{Plan, TaskId, TaskState, TestReport};
 use cadre_engine::OutcomePorts;
+use cadre_steps::agent::reproduction_artifact;
+use cadre_steps::agent::transcript::Reproduction;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::ShowPart;
 use crate::out;
 use crate::wiring::{self, Core, Home};
+
+/// The tests the agent saw fail and then pass (tool harness only): the change's evidence.
+async fn reproduction(core: &Core, id: &TaskId, round: u32) -> Result<()> {
+    let Some(bytes) = core.store.artifact(id, &reproduction_artifact(round)).await? else {
+        return Ok(());
+    };
+    let found: Vec<Reproduction> =
+        serde_json::from_slice(&bytes).context("the stored reproduction record is corrupt")?;
+    if found.is_empty() {
+        out::line("# Reproduction\nthe agent did not see a test fail before its change");
+    } else {
+        out::line("# Reproduction");
+        for r in found {
+            out::line(format!(
+                "{}: failed in turn {}, passed in turn {} (with the whole suite)",
+                r.test, r.failed_in_turn, r.passed_in_turn
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Stores how the task ended in the repository's long-term memory (best effort: logged on failure).
 async fn remember(core: &Core, id: &TaskId, verdict: TaskVerdict, reason: Option<&str>) {
@@ -112,6 +135,9 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
         }
     }
     if want(ShowPart::Report) {
+        if let Some(round) = report_round {
+            reproduction(&core, &id, round).await?;
+        }
         match report_round {
             Some(round) => {
                 let bytes = core

@@ -137,12 +137,19 @@ impl Turn<'_> {
                     let executed = toolbox.execute(call).await?;
                     match &executed.effect {
                         Effect::Finished(summary) => record.finished = Some(summary.clone()),
-                        Effect::Tested(report) => record.notes.push(format!(
-                            "turn {}: run_tests {}: {}",
-                            self.turn,
-                            if report.passed { "passed" } else { "failed" },
-                            crate::test::summary_line(report)
-                        )),
+                        Effect::Tested(report) => {
+                            let summary = crate::test::summary_line(report);
+                            record.notes.push(format!(
+                                "turn {}: run_tests {}: {summary}",
+                                self.turn,
+                                if report.passed { "passed" } else { "failed" },
+                            ));
+                            record.test_runs.push(transcript::TestRun {
+                                passed: report.passed,
+                                summary,
+                                failing: report.failing_tests.clone(),
+                            });
+                        }
                         Effect::None | Effect::Edited => {}
                     }
                     if executed.line.contains("refused") {
@@ -192,7 +199,7 @@ impl Turn<'_> {
             });
         }
         record.patch = self.ports.workspace.diff(self.worktree).await?;
-        self.outcome(record, lines, usage)
+        self.outcome(&records, record, lines, usage)
     }
 
     /// The first message of a round: the goal, the plan, the files it names, retrieved context and,
@@ -228,6 +235,7 @@ impl Turn<'_> {
 
     fn outcome(
         &self,
+        earlier: &[TurnRecord],
         record: TurnRecord,
         calls: Vec<String>,
         usage: cadre_domain::ports::model::TokenUsage,
@@ -263,9 +271,16 @@ impl Turn<'_> {
         artifacts
             .push((turn_artifact(round, turn), serde_json::to_vec(&record).unwrap_or_default()));
         if done {
+            let mut all = earlier.to_vec();
+            all.push(record.clone());
+            let reproduced = transcript::reproductions(&all);
             artifacts.push((
                 ArtifactName::transcript(StepKind::Generate, round),
-                transcript_bytes(&record),
+                transcript_bytes(&record, &reproduced),
+            ));
+            artifacts.push((
+                reproduction_artifact(round),
+                serde_json::to_vec_pretty(&reproduced).unwrap_or_default(),
             ));
         }
         Ok(StepOutcome {
@@ -276,8 +291,15 @@ impl Turn<'_> {
     }
 }
 
+/// The artifact listing the tests the agent saw fail and then pass in round `round` (JSON
+/// [`transcript::Reproduction`]s).
+#[must_use]
+pub fn reproduction_artifact(round: u32) -> ArtifactName {
+    ArtifactName::new(format!("reproduction-r{round}"))
+}
+
 /// A pointer to the turn records, which together are the round's transcript.
-fn transcript_bytes(last: &TurnRecord) -> Vec<u8> {
+fn transcript_bytes(last: &TurnRecord, reproduced: &[transcript::Reproduction]) -> Vec<u8> {
     let roles: Vec<&str> =
         last.messages.iter().map(|m| if m.role == Role::User { "user" } else { "model" }).collect();
     serde_json::to_vec_pretty(&serde_json::json!({
@@ -285,6 +307,7 @@ fn transcript_bytes(last: &TurnRecord) -> Vec<u8> {
         "records": "turn-r<round>-t<turn> artifacts, one per turn",
         "last_turn_roles": roles,
         "finished": last.finished,
+        "reproduced": reproduced,
     }))
     .unwrap_or_default()
 }

@@ -31,6 +31,62 @@ pub struct TurnRecord {
     /// Consecutive turns, ending with this one, in which the model made no usable tool call.
     #[serde(default)]
     pub failed_in_a_row: u32,
+    /// The test runs of this turn, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_runs: Vec<TestRun>,
+}
+
+/// One `run_tests` call: enough to show a failing test going to passing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRun {
+    /// Whether the suite passed.
+    pub passed: bool,
+    /// "3 passed, 1 failed (exit code 1)".
+    pub summary: String,
+    /// The failing tests' names.
+    pub failing: Vec<String>,
+}
+
+/// A test the agent saw fail and then pass: the evidence that the change fixes what the goal describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reproduction {
+    /// The test.
+    pub test: String,
+    /// The turn where it first failed.
+    pub failed_in_turn: u32,
+    /// The turn of the last run, where it (and the rest of the suite) passed.
+    pub passed_in_turn: u32,
+}
+
+/// Tests that failed in some run and passed in the last run, when the last run passed: what "reproduce
+/// first, then fix" looks like in the record. Empty when the agent never saw a test fail, or never saw
+/// the suite pass at the end.
+#[must_use]
+pub fn reproductions(records: &[TurnRecord]) -> Vec<Reproduction> {
+    let runs: Vec<(u32, &TestRun)> = records
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.test_runs.iter().map(move |t| (u32::try_from(i + 1).unwrap_or(u32::MAX), t))
+        })
+        .collect();
+    let Some((last_turn, last)) = runs.last() else { return Vec::new() };
+    if !last.passed {
+        return Vec::new();
+    }
+    let mut out: Vec<Reproduction> = Vec::new();
+    for (turn, run) in &runs {
+        for test in &run.failing {
+            if !out.iter().any(|r| &r.test == test) {
+                out.push(Reproduction {
+                    test: test.clone(),
+                    failed_in_turn: *turn,
+                    passed_in_turn: *last_turn,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The conversation to send: every committed turn's messages, compacted when they grow too long.
@@ -122,6 +178,32 @@ mod tests {
         assert_eq!(out[1].role, Role::Model, "the kept tail starts at a call");
         assert_eq!(out[1].tool_calls[0].thought_signature.as_deref(), Some("sig6"));
         assert_eq!(out.last(), messages.last());
+    }
+
+    #[test]
+    fn a_test_that_failed_and_passes_at_the_end_is_a_reproduction() {
+        let run = |passed: bool, failing: &[&str]| TestRun {
+            passed,
+            summary: String::new(),
+            failing: failing.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let turn = |runs: Vec<TestRun>| TurnRecord { test_runs: runs, ..TurnRecord::default() };
+        let records = vec![
+            turn(vec![]),
+            turn(vec![run(false, &["test_sum"])]),
+            turn(vec![run(false, &["test_sum", "test_other"])]),
+            turn(vec![run(true, &[])]),
+        ];
+        let found = reproductions(&records);
+        assert_eq!(
+            found,
+            vec![
+                Reproduction { test: "test_sum".into(), failed_in_turn: 2, passed_in_turn: 4 },
+                Reproduction { test: "test_other".into(), failed_in_turn: 3, passed_in_turn: 4 },
+            ]
+        );
+        // Never passing at the end proves nothing.
+        assert!(reproductions(&records[..3]).is_empty());
     }
 
     #[test]
