@@ -17,6 +17,7 @@ pub mod plan;
 pub mod prompt;
 pub mod retrieval;
 pub mod review;
+pub mod scan;
 mod store_read;
 pub mod test;
 pub mod test_command;

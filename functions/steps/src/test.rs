@@ -20,6 +20,10 @@ use crate::{test_command, test_output};
 /// Output kept in a report: the end of what the tests printed.
 const OUTPUT_LIMIT: usize = 64 * 1024;
 
+/// Output a run may print: the tail kept in the report plus the JUnit reports a failing command
+/// prints after it (see [`test_output::junit`]), which are split off before the report is written.
+const RUN_OUTPUT_LIMIT: usize = OUTPUT_LIMIT + test_output::junit::REPORT_BUDGET;
+
 /// Manifests read to recognise a test command.
 const MANIFESTS: [&str; 5] = ["package.json", "pyproject.toml", "setup.cfg", "tox.ini", "Makefile"];
 
@@ -106,14 +110,17 @@ pub async fn run_suite(
     };
     let spec = RunSpec {
         workdir: worktree.path.clone(),
-        command: command.clone(),
+        command: test_output::junit::with_reports(&command),
         env: vec![("CI".into(), "true".into()), ("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
         timeout: Duration::from_secs(task.settings.test_timeout_secs),
-        output_limit: OUTPUT_LIMIT,
+        output_limit: RUN_OUTPUT_LIMIT,
         network: Default::default(),
     };
     let run = ports.sandbox.run(&spec).await?;
-    let (counts, failing_tests) = test_output::summarize(&run.output);
+    let (output, reports) = test_output::junit::split(&run.output);
+    let root = worktree.path.to_string_lossy();
+    let parsed = test_output::parse(&output, &reports, &[root.as_ref()]);
+    let (output_tail, cut) = keep_tail(output, OUTPUT_LIMIT);
     let passed = run.exit_code == Some(0) && !run.timed_out;
     Ok(TestReport {
         command,
@@ -121,13 +128,13 @@ pub async fn run_suite(
         exit_code: run.exit_code,
         timed_out: run.timed_out,
         duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
-        counts,
-        failing_tests,
-        output_tail: run.output,
-        output_truncated: run.truncated,
+        counts: parsed.counts,
+        failing_tests: parsed.failing_tests,
+        output_tail,
+        output_truncated: run.truncated || cut,
         isolation: run.isolation,
         killed_by: run.killed_by,
-        failures: Vec::new(),
+        failures: parsed.failures,
     })
 }
 
@@ -146,6 +153,18 @@ async fn detect_command(ports: &Ports, worktree: &Worktree) -> Result<Option<Str
     }))
 }
 
+/// The last `limit` bytes of `text` (from a character boundary), and whether anything was cut.
+fn keep_tail(text: String, limit: usize) -> (String, bool) {
+    if text.len() <= limit {
+        return (text, false);
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    (text[start..].to_owned(), true)
+}
+
 /// "3 passed, 1 failed" when counts are known, else the exit status.
 pub fn summary_line(report: &TestReport) -> String {
     let status = if report.timed_out {
@@ -162,5 +181,25 @@ pub fn summary_line(report: &TestReport) -> String {
         }
         Some(c) => format!("{} passed, {} failed ({status})", c.passed, c.failed),
         None => status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_cut_on_a_character_boundary() {
+        assert_eq!(keep_tail("abc".into(), 5), ("abc".into(), false));
+        assert_eq!(keep_tail("abcdef".into(), 3), ("def".into(), true));
+        // "é" is two bytes: a cut through it starts after it.
+        assert_eq!(keep_tail("xéab".into(), 3), ("ab".into(), true));
+    }
+
+    #[test]
+    fn the_command_runs_in_a_subshell_and_keeps_its_status() {
+        let wrapped = test_output::junit::with_reports("cargo test");
+        assert!(wrapped.starts_with("(\ncargo test\n)\n"), "{wrapped}");
+        assert!(wrapped.ends_with("exit $cadre_status"), "{wrapped}");
     }
 }

@@ -6,6 +6,10 @@
 //! Run as root: `cargo bench -p cadre-sandbox --bench start` (release), or for the dev profile
 //! `cargo test -p cadre-sandbox --bench start` … or build it and run the binary. `CADRE_BENCH_RUNS`
 //! sets runs per row (default 200); 10 warm-up runs precede each row.
+//!
+//! The last rows time a real `cargo test --offline` of a small crate with a warm build dir on the
+//! host and inside the container (`CADRE_BENCH_CARGO_RUNS` runs each, default 10) and print the
+//! median overhead.
 //! Compare with `/work/shared/anchors/sandbox/RESULTS.md` (crun+seccomp p50 27.5 ms, runc ≈ 29 ms,
 //! youki CLI ≈ 28 ms, measured with hyperfine around whole CLI invocations).
 
@@ -58,38 +62,45 @@ async fn time_runs(sandbox: &dyn Sandbox, spec: &RunSpec, n: usize) -> Vec<Durat
     samples
 }
 
-/// A real `cargo test` of a two-test crate, built from scratch each time (no target dir carried
-/// over), on the host and inside the container.
+/// A real `cargo test --offline` of a small crate with a warm build dir, on the host (in place,
+/// unisolated) and inside the container (which copies the worktree, `target/` included, runs,
+/// and deletes the copy), `CADRE_BENCH_CARGO_RUNS` runs each (default 10), interleaved.
 async fn cargo_overhead(root: &std::path::Path) {
     let n: usize = std::env::var_os("CADRE_BENCH_CARGO_RUNS")
         .and_then(|v| v.to_str().and_then(|v| v.parse().ok()))
-        .unwrap_or(5);
-    let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) else {
-        println!("cargo test overhead: skipped, HOME is not set");
-        return;
-    };
+        .unwrap_or(10);
+    let home = std::path::PathBuf::from(
+        std::env::var_os("HOME").expect("HOME must name the home holding .cargo and .rustup"),
+    );
     let krate = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(krate.path().join("src")).expect("src");
+    std::fs::create_dir_all(krate.path().join("tests")).expect("tests");
     std::fs::write(
         krate.path().join("Cargo.toml"),
         "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
     )
     .expect("manifest");
+    let unit_tests: String = (0..20)
+        .map(|i| {
+            format!("    #[test] fn t{i}() {{ assert_eq!(super::add({i}, 1), {}); }}\n", i + 1)
+        })
+        .collect();
     std::fs::write(
         krate.path().join("src/lib.rs"),
-        "pub fn add(a: u32, b: u32) -> u32 { a + b }\n#[cfg(test)]\nmod tests {\n\
-         #[test] fn one() { assert_eq!(super::add(1, 2), 3); }\n\
-         #[test] fn two() { assert_eq!(super::add(2, 2), 4); }\n}\n",
+        format!(
+            "/// Adds.\n///\n/// ```\n/// assert_eq!(tiny::add(1, 2), 3);\n/// ```\n\
+             pub fn add(a: u32, b: u32) -> u32 {{ a + b }}\n#[cfg(test)]\nmod tests {{\n{unit_tests}}}\n"
+        ),
     )
     .expect("lib");
-    let target = root.join("host-target");
-    let host_cmd = format!(
-        "rm -rf {t} && cargo test --offline -q --target-dir {t} >/dev/null 2>&1",
-        t = target.display()
-    );
-    let spec = |command: String| RunSpec {
+    std::fs::write(
+        krate.path().join("tests/api.rs"),
+        "#[test] fn api() { assert_eq!(tiny::add(2, 2), 4); }\n",
+    )
+    .expect("integration test");
+    let spec = RunSpec {
         workdir: krate.path().to_path_buf(),
-        command,
+        command: "cargo test --offline -q 2>&1".into(),
         env: Vec::new(),
         timeout: Duration::from_secs(300),
         output_limit: 64 * 1024,
@@ -99,26 +110,58 @@ async fn cargo_overhead(root: &std::path::Path) {
     let mut cfg = config(root, true).with_home_toolchains(&home);
     cfg.limits = Limits { memory_bytes: 2 << 30, pids: 512, cpu_millicores: 2000 };
     let container = YoukiSandbox::new(cfg).expect("sandbox");
-    let container_spec = spec("cargo test --offline -q >/dev/null 2>&1".into());
-    let host_spec = spec(host_cmd);
-    let (mut on_host, mut inside) = (Vec::new(), Vec::new());
+    // Warm the build dir on the host, then check the container sees it warm (nothing compiled).
+    let warm = host.run(&spec).await.expect("host build");
+    assert_eq!(warm.exit_code, Some(0), "{}", warm.output);
+    let mut verbose = spec.clone();
+    verbose.command = "cargo test --offline 2>&1".into();
+    let inside = container.run(&verbose).await.expect("container run");
+    assert_eq!(inside.exit_code, Some(0), "{}", inside.output);
+    let rebuilt = inside.output.contains("Compiling");
+    let (files, bytes) = tree_size(krate.path());
+    println!(
+        "cargo test --offline of a 22-test crate + 1 doctest, warm target/ ({files} files, {:.1} MB copied per container run); container rebuilt: {rebuilt}",
+        bytes as f64 / 1e6
+    );
+    let (mut on_host, mut in_container) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        on_host.extend(time_runs(&host, &host_spec, 1).await);
-        inside.extend(time_runs(&container, &container_spec, 1).await);
+        for (sandbox, samples) in
+            [(&host as &dyn Sandbox, &mut on_host), (&container as &dyn Sandbox, &mut in_container)]
+        {
+            let t = Instant::now();
+            let out = sandbox.run(&spec).await.expect("run");
+            samples.push(t.elapsed());
+            assert_eq!(out.exit_code, Some(0), "{}", out.output);
+        }
     }
-    let median = |mut v: Vec<Duration>| {
+    let p50 = |mut v: Vec<Duration>| {
         v.sort();
-        v[v.len() / 2]
+        pct(&v, 50.0)
     };
     report("cargo test, host", on_host.clone());
-    report("cargo test, youki + seccomp", inside.clone());
-    let (h, c) = (median(on_host), median(inside));
+    report("cargo test, youki + seccomp", in_container.clone());
+    let (h, c) = (p50(on_host), p50(in_container));
     println!(
-        "cargo test overhead inside the container: {:+.1}% (median {:.0} ms vs {:.0} ms)",
-        (c.as_secs_f64() / h.as_secs_f64() - 1.0) * 100.0,
-        c.as_secs_f64() * 1000.0,
-        h.as_secs_f64() * 1000.0
+        "cargo test overhead inside the container: {:+.1}% (p50 {c:.0} ms vs {h:.0} ms on the host)",
+        (c / h - 1.0) * 100.0
     );
+}
+
+/// Files and bytes under `dir`.
+fn tree_size(dir: &std::path::Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            let (f, b) = tree_size(&entry.path());
+            files += f;
+            bytes += b;
+        } else {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    (files, bytes)
 }
 
 fn config(root: &std::path::Path, seccomp: bool) -> YoukiConfig {

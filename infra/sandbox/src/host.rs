@@ -28,6 +28,10 @@ static WARN_UNISOLATED: Once = Once::new();
 /// reach anything that user can. It gives timeouts, a bounded output tail and whole-tree cleanup,
 /// nothing more, and says so through [`Isolation::HostUnisolated`] in every [`RunOutput`].
 /// Use it only for code you would run yourself.
+///
+/// It cannot restrict the network: [`RunSpec::network`] is ignored, and every run reaches
+/// whatever the host reaches, `NetworkAccess::LoopbackOnly` included (a plain subprocess shares
+/// the host's network namespace; making a new one needs the privileges this runner does without).
 #[derive(Debug)]
 pub struct HostSandbox {
     _private: (),

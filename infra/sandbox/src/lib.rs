@@ -1,15 +1,18 @@
 //! Sandboxes: the adapters behind [`cadre_domain::ports::Sandbox`], where a task's tests run.
 //!
 //! - [`YoukiSandbox`]: each run in a fresh container built with youki's `libcontainer`: PID,
-//!   mount, IPC, UTS, cgroup and network (loopback only) namespaces, memory/pids/CPU cgroup limits,
-//!   no capabilities, `no_new_privs`, a seccomp deny-list, a read-only root of host toolchain
-//!   directories and a private copy of the worktree as the only writable tree. It reports
-//!   [`Isolation::Container`](cadre_domain::report::Isolation::Container) and says which limit
-//!   ended a run (`killed_by`). It needs root; [`preflight`] says what a host lacks.
+//!   mount, IPC, UTS, cgroup and network namespaces (loopback only, unless the run's
+//!   [`RunSpec::network`](cadre_domain::ports::sandbox::RunSpec::network) grants the host's),
+//!   memory/pids/CPU cgroup limits, no capabilities, `no_new_privs`, a seccomp deny-list, a
+//!   read-only root (host toolchain directories bind-mounted on a skeleton, or a configured image
+//!   directory: [`RootFs`]) and a private copy of the worktree as the only writable tree. It
+//!   reports [`Isolation::Container`](cadre_domain::report::Isolation::Container) and says which
+//!   limit ended a run (`killed_by`). It needs root; [`preflight`] says what a host lacks.
 //! - [`HostSandbox`]: a plain host subprocess with a timeout, a bounded output tail and
 //!   process-group cleanup. It is **not** a security boundary and reports
 //!   [`Isolation::HostUnisolated`](cadre_domain::report::Isolation::HostUnisolated), so every
-//!   report says so. Only for hosts where containers cannot run.
+//!   report says so. It cannot restrict the network either. Only for hosts where containers
+//!   cannot run.
 //!
 //! Key design decisions: stdout and stderr share one pipe, so the captured output is in the exact
 //! order the command wrote it and only its last `output_limit` bytes are held in memory; and each
@@ -30,5 +33,5 @@ mod youki;
 pub use host::HostSandbox;
 pub use limits::Limits;
 pub use youki::{
-    preflight, runner_main, Network, Runner, UserNamespace, YoukiConfig, YoukiSandbox,
+    preflight, runner_main, Network, RootFs, Runner, UserNamespace, YoukiConfig, YoukiSandbox,
 };

@@ -2,8 +2,9 @@
 //!
 //! A run gets its own PID, mount, IPC, UTS, cgroup and (unless granted the host's) network
 //! namespace; memory, pids and CPU cgroup limits; no capabilities, `no_new_privs` and a seccomp
-//! deny-list; a read-only root made of the host's toolchain directories; and, as its only writable
-//! tree, a private copy of the worktree at `/workspace` plus a private `/tmp`. The original
+//! deny-list; a read-only root made of the host's toolchain directories (or an unpacked OCI image
+//! or debootstrap tree, see [`RootFs`]); and, as its only writable tree, a private copy of the
+//! worktree at `/workspace` plus a private `/tmp`. The original
 //! worktree is only read. The container and its cgroup are deleted after every run, and a new
 //! sandbox deletes those an interrupted runner left in its runtime root.
 //!
@@ -31,7 +32,7 @@ mod seccomp;
 mod spec;
 mod workspace;
 
-pub use config::{Network, Runner, UserNamespace, YoukiConfig};
+pub use config::{Network, RootFs, Runner, UserNamespace, YoukiConfig};
 pub use preflight::preflight;
 pub use runner::runner_main;
 
@@ -77,6 +78,8 @@ struct Inner {
     config: YoukiConfig,
     root: RuntimeRoot,
     binds: Vec<Bind>,
+    /// The container's `/`.
+    rootfs: PathBuf,
     ids: Ids,
 }
 
@@ -93,7 +96,7 @@ impl YoukiSandbox {
     /// # Errors
     /// [`SandboxError::Spawn`] when the host cannot run containers or the runtime root cannot be
     /// prepared, saying what is missing.
-    pub fn new(config: YoukiConfig) -> Result<Self, SandboxError> {
+    pub fn new(mut config: YoukiConfig) -> Result<Self, SandboxError> {
         preflight()?;
         let setup = |reason: String| SandboxError::Spawn {
             command: "container sandbox setup".into(),
@@ -111,22 +114,47 @@ impl YoukiSandbox {
                 config.runner.program.display()
             )));
         }
+        let runtime_root = config.runtime_root.clone();
         let under = |what: &str, e: std::io::Error| {
-            setup(format!("{what} under {} failed: {e}", config.runtime_root.display()))
+            setup(format!("{what} under {} failed: {e}", runtime_root.display()))
         };
         let root = RuntimeRoot::create(&config.runtime_root)
             .map_err(|e| under("creating the runtime root", e))?;
-        let binds = rootfs::prepare(&root.rootfs, &config.read_only_mounts)
-            .map_err(|e| under("building the root skeleton", e))?;
+        let (rootfs, binds, image_env) = match &config.root {
+            RootFs::HostBinds => {
+                let binds = rootfs::prepare(&root.rootfs, &config.read_only_mounts)
+                    .map_err(|e| under("building the root skeleton", e))?;
+                (root.rootfs.clone(), binds, Vec::new())
+            }
+            RootFs::Directory(dir) => {
+                let image_error = |e: std::io::Error| {
+                    setup(format!(
+                        "cannot use {} as the container's root: {e}; point RootFs::Directory at \
+                         an unpacked OCI bundle (rootfs/ + config.json) or a root tree",
+                        dir.display()
+                    ))
+                };
+                let (tree, env) = rootfs::image(dir).map_err(image_error)?;
+                let binds =
+                    rootfs::prepare(&tree, &config.read_only_mounts).map_err(image_error)?;
+                (tree, binds, env)
+            }
+        };
+        // The image's own variables (its PATH above all) over the configured base.
+        for (key, value) in image_env {
+            config.set_env(&key, &value);
+        }
         let owner = Owner::current().map_err(|e| under("identifying this runner", e))?;
         root::clean_stale(&root, &config.cgroup_parent);
         info!(
             runtime_root = %config.runtime_root.display(),
             seccomp = config.seccomp,
             network = ?config.network,
+            root = %rootfs.display(),
             "container sandbox ready"
         );
-        Ok(YoukiSandbox { inner: Arc::new(Inner { config, root, binds, ids: Ids::new(owner) }) })
+        let inner = Inner { config, root, binds, rootfs, ids: Ids::new(owner) };
+        Ok(YoukiSandbox { inner: Arc::new(inner) })
     }
 
     /// The configuration this sandbox was built with.
@@ -244,15 +272,18 @@ impl YoukiSandbox {
         let inner = &self.inner;
         let cfg = &inner.config;
         let id = guard.id.clone();
+        let network = cfg.network_for(spec.network);
 
         let prepare = Prepare {
             id: id.clone(),
             config: cfg.clone(),
             root: inner.root.clone(),
             binds: inner.binds.clone(),
+            rootfs: inner.rootfs.clone(),
             workdir: spec.workdir.clone(),
             command: spec.command.clone(),
             env: spec.env.clone(),
+            network,
         };
         let handle = guard.prepare.insert(tokio::task::spawn_blocking(move || prepare.run()));
         let bundle = handle
@@ -271,7 +302,7 @@ impl YoukiSandbox {
             deadline: (started + spec.timeout).saturating_duration_since(Instant::now())
                 + RUNNER_DEADLINE_GRACE,
             seccomp: cfg.seccomp,
-            loopback: cfg.network == Network::LoopbackOnly,
+            loopback: network == Network::LoopbackOnly,
         };
         let mut cmd = tokio::process::Command::new(&cfg.runner.program);
         cmd.args(&cfg.runner.args)
@@ -290,7 +321,7 @@ impl YoukiSandbox {
                 cfg.runner.program.display()
             ))
         })?);
-        debug!(id, workdir = %spec.workdir.display(), "container run started");
+        debug!(id, workdir = %spec.workdir.display(), ?network, "container run started");
 
         let wait_error = |e: std::io::Error| {
             SandboxError::Runtime(format!("waiting for the container runner failed: {e}"))

@@ -4,18 +4,45 @@
 //! the runtime root, the limits and which host toolchains are visible.
 
 use crate::limits::Limits;
+use cadre_domain::ports::sandbox::NetworkAccess;
 use std::path::{Path, PathBuf};
 
-/// Whether runs may reach the network.
+/// Which network a container run gets.
+///
+/// As [`YoukiConfig::network`] it is the sandbox's floor: `LoopbackOnly` (the default) isolates
+/// every run except those whose [`RunSpec`](cadre_domain::ports::sandbox::RunSpec) carries
+/// [`NetworkAccess::Granted`]; `Host` gives every run the host's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
     /// A fresh network namespace whose only interface is `lo`, brought up: tests may listen on and
-    /// connect to 127.0.0.1 inside the container, and nothing outside it is reachable.
+    /// connect to 127.0.0.1 inside the container, and nothing outside it is reachable (not even
+    /// the host's own 127.0.0.1).
     #[default]
     LoopbackOnly,
     /// The host's network namespace, for runs explicitly granted the network (e.g. downloads).
     /// Every other namespace and limit still applies.
     Host,
+}
+
+/// What the container's `/` is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RootFs {
+    /// An empty read-only skeleton with the host paths of [`YoukiConfig::read_only_mounts`]
+    /// bind-mounted on it: the host's own toolchains, nothing copied. The default.
+    #[default]
+    HostBinds,
+    /// A directory tree used as `/` (read-only): either an unpacked OCI image bundle, a directory
+    /// holding `rootfs/` and `config.json` as `umoci unpack` or `skopeo` + `umoci` write it, or a
+    /// plain root tree such as `debootstrap` makes. For a bundle, the `process.env` of its
+    /// `config.json` is applied over [`YoukiConfig::env`] (the image knows its own `PATH`); the
+    /// rest of that file is not used, since the sandbox decides user, limits and mounts.
+    ///
+    /// [`YoukiConfig::read_only_mounts`] are still bind-mounted on top (e.g. a cargo registry
+    /// cache); [`YoukiConfig::with_root_directory`] clears the host defaults. The sandbox creates
+    /// the empty mount points it needs in the tree (`/proc`, `/dev`, `/tmp`, `/workspace` and
+    /// those of the read-only mounts) when it starts, so the directory must be writable by the
+    /// sandbox then; runs never write it.
+    Directory(PathBuf),
 }
 
 /// A user namespace for the container: container ids `0..65536` map to host ids
@@ -54,7 +81,8 @@ pub struct YoukiConfig {
     pub read_only_mounts: Vec<PathBuf>,
     /// The environment every run starts from; a run's own variables override these.
     pub env: Vec<(String, String)>,
-    /// Network access.
+    /// Network access of every run; a run granted the network ([`NetworkAccess::Granted`]) gets
+    /// the host's even when this is `LoopbackOnly`. See [`Network`].
     pub network: Network,
     /// Whether to install the seccomp deny-list (ptrace, mount, kexec, bpf, modules, reboot, swap,
     /// clock setting, namespace creation, …). Off only for measuring its cost.
@@ -69,6 +97,8 @@ pub struct YoukiConfig {
     pub cgroup_parent: String,
     /// The process that creates, waits for and deletes each container.
     pub runner: Runner,
+    /// The container's root filesystem: host binds (the default) or an image directory.
+    pub root: RootFs,
 }
 
 /// System directories every toolchain needs.
@@ -99,6 +129,7 @@ impl YoukiConfig {
             user_namespace: None,
             cgroup_parent: "cadre-sandbox".into(),
             runner,
+            root: RootFs::HostBinds,
         }
     }
 
@@ -134,13 +165,35 @@ impl YoukiConfig {
         self
     }
 
+    /// Uses `dir` (an unpacked OCI image bundle or a plain root tree, see [`RootFs::Directory`])
+    /// as the container's root instead of the host's directories: the host defaults are dropped
+    /// from [`read_only_mounts`](Self::read_only_mounts), and `PATH` becomes the standard one
+    /// (an image's own `PATH` still wins).
+    #[must_use]
+    pub fn with_root_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.root = RootFs::Directory(dir.into());
+        self.read_only_mounts.retain(|m| !SYSTEM_DIRS.iter().any(|s| m == Path::new(s)));
+        self.set_env("PATH", SYSTEM_PATH);
+        self
+    }
+
+    /// The network one run gets: the host's when the run was granted it or every run is,
+    /// loopback only otherwise.
+    #[must_use]
+    pub fn network_for(&self, access: NetworkAccess) -> Network {
+        match (self.network, access) {
+            (Network::Host, _) | (_, NetworkAccess::Granted) => Network::Host,
+            (Network::LoopbackOnly, NetworkAccess::LoopbackOnly) => Network::LoopbackOnly,
+        }
+    }
+
     /// Sets (or replaces) a variable of the base environment.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
-    fn env_value(&self, key: &str) -> Option<&str> {
+    pub(crate) fn env_value(&self, key: &str) -> Option<&str> {
         self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
@@ -148,6 +201,16 @@ impl YoukiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_opens_the_host_network_and_the_config_can_open_it_for_all() {
+        let runner = Runner { program: "/bin/runner".into(), args: Vec::new() };
+        let mut cfg = YoukiConfig::new("/run/x", runner);
+        assert_eq!(cfg.network_for(NetworkAccess::LoopbackOnly), Network::LoopbackOnly);
+        assert_eq!(cfg.network_for(NetworkAccess::Granted), Network::Host);
+        cfg.network = Network::Host;
+        assert_eq!(cfg.network_for(NetworkAccess::LoopbackOnly), Network::Host);
+    }
 
     #[test]
     fn home_toolchains_are_mounted_and_first_on_path() {

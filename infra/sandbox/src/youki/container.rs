@@ -5,7 +5,7 @@ use super::root::RuntimeRoot;
 use super::rootfs::Bind;
 use super::runner::{result_file, Outcome};
 use super::spec::{self, RunParts};
-use super::{cgroups, workspace, YoukiConfig};
+use super::{cgroups, workspace, Network, YoukiConfig};
 use cadre_domain::ports::sandbox::SandboxError;
 use std::path::PathBuf;
 use tracing::debug;
@@ -16,9 +16,13 @@ pub(crate) struct Prepare {
     pub(crate) config: YoukiConfig,
     pub(crate) root: RuntimeRoot,
     pub(crate) binds: Vec<Bind>,
+    /// The container's `/`: the skeleton or the configured image directory.
+    pub(crate) rootfs: PathBuf,
     pub(crate) workdir: PathBuf,
     pub(crate) command: String,
     pub(crate) env: Vec<(String, String)>,
+    /// The network this run gets (the config's, or the host's when the run was granted it).
+    pub(crate) network: Network,
 }
 
 impl Prepare {
@@ -50,10 +54,11 @@ impl Prepare {
             &RunParts {
                 command: &self.command,
                 env: &self.env,
-                rootfs: &self.root.rootfs,
+                rootfs: &self.rootfs,
                 binds: &self.binds,
                 workspace: &work,
                 cgroup_path: cgroups::path(&self.config.cgroup_parent, &self.id),
+                network: self.network,
             },
         )
         .map_err(|reason| SandboxError::Spawn { command: self.command.clone(), reason })?;

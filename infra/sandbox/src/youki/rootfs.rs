@@ -1,9 +1,13 @@
-//! The container's root: a read-only skeleton directory whose only content is mount points and
-//! the host's top-level symlinks, with the host's toolchain directories bind-mounted on it.
+//! The container's root: by default a read-only skeleton directory whose only content is mount
+//! points and the host's top-level symlinks, with the host's toolchain directories bind-mounted on
+//! it; or, when configured, an image directory (an unpacked OCI bundle or a plain root tree).
 //!
 //! Nothing of the host is copied: the skeleton is built once per sandbox and shared by every run
-//! (each run's mount namespace has its own read-only view of it).
+//! (each run's mount namespace has its own read-only view of it). An image directory gets the same
+//! mount points, created once when the sandbox starts, since a read-only root cannot grow them at
+//! run time.
 
+use libcontainer::oci_spec::runtime::Spec;
 use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -66,6 +70,42 @@ pub(crate) fn prepare(dir: &Path, read_only: &[PathBuf]) -> io::Result<Vec<Bind>
     Ok(binds)
 }
 
+/// The root tree of an image directory, and the environment its OCI `config.json` sets.
+///
+/// A directory holding `rootfs/` and `config.json` is an OCI runtime bundle (what `umoci unpack`
+/// writes): its root is `rootfs/` and its `process.env` is returned. Any other directory is
+/// taken as the root itself (a `debootstrap` tree), with no environment of its own.
+///
+/// # Errors
+/// A missing directory, or a `config.json` that is not a valid runtime spec, naming the path.
+pub(crate) fn image(dir: &Path) -> io::Result<(PathBuf, Vec<(String, String)>)> {
+    if !dir.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("root directory {} does not exist or is not a directory", dir.display()),
+        ));
+    }
+    let (rootfs, config) = (dir.join("rootfs"), dir.join("config.json"));
+    if !(rootfs.is_dir() && config.is_file()) {
+        return Ok((dir.to_path_buf(), Vec::new()));
+    }
+    let spec = Spec::load(&config).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not an OCI runtime config: {e}", config.display()),
+        )
+    })?;
+    let env = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.env().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    Ok((rootfs, env))
+}
+
 fn relative(path: &Path) -> io::Result<PathBuf> {
     if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
         return Err(io::Error::new(
@@ -124,5 +164,29 @@ mod tests {
         // Idempotent: a second sandbox on the same root reuses the skeleton.
         assert_eq!(prepare(&dir, &paths).unwrap(), binds);
         assert!(prepare(&dir, &[PathBuf::from("relative")]).is_err());
+    }
+
+    #[test]
+    fn an_image_is_a_bundle_with_its_env_or_a_plain_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("tree/bin")).unwrap();
+        assert_eq!(image(&d.join("tree")).unwrap(), (d.join("tree"), Vec::new()));
+        std::fs::create_dir_all(d.join("bundle/rootfs/bin")).unwrap();
+        std::fs::write(
+            d.join("bundle/config.json"),
+            r#"{"ociVersion":"1.0.2","process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},
+                "env":["PATH=/opt/bin:/bin","GREETING=a=b"]},"root":{"path":"rootfs"}}"#,
+        )
+        .unwrap();
+        let (root, env) = image(&d.join("bundle")).unwrap();
+        assert_eq!(root, d.join("bundle/rootfs"));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(env, [("PATH", "/opt/bin:/bin"), ("GREETING", "a=b")]);
+        std::fs::write(d.join("bundle/config.json"), "{ not json").unwrap();
+        let err = image(&d.join("bundle")).unwrap_err().to_string();
+        assert!(err.contains("config.json is not an OCI runtime config"), "{err}");
+        let err = image(&d.join("missing")).unwrap_err().to_string();
+        assert!(err.contains("missing does not exist"), "{err}");
     }
 }

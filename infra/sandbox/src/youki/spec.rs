@@ -27,6 +27,8 @@ pub(crate) struct RunParts<'a> {
     pub(crate) binds: &'a [Bind],
     pub(crate) workspace: &'a Path,
     pub(crate) cgroup_path: String,
+    /// Loopback only (a new network namespace) or the host's network (none).
+    pub(crate) network: Network,
 }
 
 /// Builds the spec.
@@ -64,7 +66,7 @@ pub(crate) fn build(cfg: &YoukiConfig, run: &RunParts<'_>) -> Result<Spec, Strin
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Cgroup,
     ];
-    if cfg.network == Network::LoopbackOnly {
+    if run.network == Network::LoopbackOnly {
         namespaces.push(LinuxNamespaceType::Network);
     }
     if cfg.user_namespace.is_some() {
@@ -190,6 +192,14 @@ mod tests {
     }
 
     fn spec(cfg: &YoukiConfig, env: &[(String, String)]) -> Result<Spec, String> {
+        spec_with(cfg, env, cfg.network)
+    }
+
+    fn spec_with(
+        cfg: &YoukiConfig,
+        env: &[(String, String)],
+        network: Network,
+    ) -> Result<Spec, String> {
         let binds = [Bind { path: PathBuf::from("/usr") }];
         build(
             cfg,
@@ -200,6 +210,7 @@ mod tests {
                 binds: &binds,
                 workspace: Path::new("/r/runs/x/work"),
                 cgroup_path: "/cadre-sandbox/x".into(),
+                network,
             },
         )
     }
@@ -234,9 +245,7 @@ mod tests {
 
     #[test]
     fn host_network_drops_only_the_network_namespace() {
-        let mut cfg = config();
-        cfg.network = Network::Host;
-        let spec = spec(&cfg, &[]).unwrap();
+        let spec = spec_with(&config(), &[], Network::Host).unwrap();
         let linux = spec.linux().as_ref().unwrap();
         let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
         assert!(!ns.contains(&LinuxNamespaceType::Network));

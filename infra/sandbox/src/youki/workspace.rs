@@ -5,6 +5,9 @@
 //! write. Files are copied (never hard-linked, so no write can reach the original's inodes),
 //! symlinks are recreated as they are (never followed), and anything else (sockets, fifos, devices)
 //! is skipped. The original worktree is only ever read.
+//!
+//! Files keep their modification times: build tools compare them (cargo's fingerprints, make), so
+//! a worktree with a warm build dir stays warm in the copy instead of rebuilding on every run.
 
 use std::io;
 use std::os::unix::fs::{lchown, symlink, PermissionsExt};
@@ -35,6 +38,7 @@ fn copy_dir(from: &Path, to: &Path, uid: u32, gid: u32, files: &mut u64) -> io::
             lchown(&dst, Some(uid), Some(gid)).map_err(|e| named(e, &dst))?;
         } else if kind.is_file() {
             std::fs::copy(&src, &dst).map_err(|e| named(e, &src))?;
+            keep_times(&src, &dst).map_err(|e| named(e, &dst))?;
             lchown(&dst, Some(uid), Some(gid)).map_err(|e| named(e, &dst))?;
             *files += 1;
         }
@@ -43,6 +47,14 @@ fn copy_dir(from: &Path, to: &Path, uid: u32, gid: u32, files: &mut u64) -> io::
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.permissions().mode()))
         .map_err(|e| named(e, to))?;
     lchown(to, Some(uid), Some(gid)).map_err(|e| named(e, to))
+}
+
+/// Gives `dst` the access and modification times of `src`.
+fn keep_times(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = std::fs::metadata(src)?;
+    let times =
+        std::fs::FileTimes::new().set_accessed(meta.accessed()?).set_modified(meta.modified()?);
+    std::fs::File::options().write(true).open(dst)?.set_times(times)
 }
 
 fn named(e: io::Error, path: &Path) -> io::Error {
@@ -62,6 +74,9 @@ mod tests {
         std::fs::write(s.join("a/b/f.txt"), "hello").unwrap();
         std::fs::write(s.join("run.sh"), "#!/bin/sh").unwrap();
         std::fs::set_permissions(s.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        let file = std::fs::File::options().write(true).open(s.join("run.sh")).unwrap();
+        file.set_modified(old).unwrap();
         symlink("a/b/f.txt", s.join("link")).unwrap();
         symlink("/etc/passwd", s.join("abs")).unwrap();
         let dst = tempfile::tempdir().unwrap();
@@ -76,5 +91,8 @@ mod tests {
         std::fs::write(to.join("a/b/f.txt"), "changed").unwrap();
         assert_eq!(std::fs::read_to_string(s.join("a/b/f.txt")).unwrap(), "hello");
         assert!(copy_tree(s, &to, me.0, me.1).is_err(), "the target must not exist");
+        // Modification times survive, so build tools see an up-to-date tree.
+        let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        assert_eq!(mtime(&to.join("run.sh")), old);
     }
 }

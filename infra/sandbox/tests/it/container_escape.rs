@@ -2,9 +2,7 @@
 //! clear report, must leave the host untouched, and must leave the sandbox usable for the next run.
 
 use crate::container_support::{host_processes_with, marker, timed, TestSandbox};
-use crate::support::spec;
-use std::io::ErrorKind;
-use std::net::TcpListener;
+use crate::support::{host_listener, spec, was_reached};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -58,22 +56,11 @@ async fn host_secrets_outside_the_mounts_are_invisible() {
 async fn the_hosts_loopback_is_unreachable() {
     let sb = TestSandbox::new();
     let work = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let script = format!(
-        "import socket\n\
-         try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3); print('connected')\n\
-         except OSError as e:\n    print('refused', e.errno)\n"
-    );
-    std::fs::write(work.path().join("connect.py"), script).unwrap();
+    let listener = host_listener(work.path());
     let out = sb.run(&spec(work.path(), "python3 connect.py")).await;
     // ECONNREFUSED: the container's own loopback has no listener on that port.
     assert_eq!(out.output, "refused 111\n", "{out:?}");
-    match listener.accept() {
-        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-        other => panic!("the host listener saw a connection: {other:?}"),
-    }
+    assert!(!was_reached(&listener), "the host listener saw a connection");
     sb.assert_clean_and_usable(work.path()).await;
 }
 

@@ -1,8 +1,8 @@
 //! `YoukiSandbox` basics: what a run sees, what it reports, and the errors `run` MUST return.
 
 use crate::container_support::{snapshot, TestSandbox, TEST_LIMITS};
-use crate::support::spec;
-use cadre_domain::ports::sandbox::{Sandbox, SandboxError};
+use crate::support::{host_listener, spec, was_reached};
+use cadre_domain::ports::sandbox::{NetworkAccess, Sandbox, SandboxError};
 use cadre_domain::report::Isolation;
 use cadre_sandbox::{Network, UserNamespace};
 use std::time::Duration;
@@ -72,7 +72,7 @@ async fn the_original_worktree_is_never_modified() {
 }
 
 #[tokio::test]
-async fn loopback_works_inside_and_host_network_is_opt_in() {
+async fn loopback_works_inside() {
     let work = tempfile::tempdir().unwrap();
     // A server and a client on 127.0.0.1 inside the same run: `lo` is up.
     let script = "import socket\n\
@@ -84,11 +84,44 @@ async fn loopback_works_inside_and_host_network_is_opt_in() {
     let isolated = TestSandbox::new();
     let out = isolated.run(&spec(work.path(), "python3 net.py")).await;
     assert_eq!(out.output, "pong\n['lo']\n", "{out:?}");
-    // Granted the host's network, the run sees the host's interfaces too.
-    let granted = TestSandbox::with(|cfg| cfg.network = Network::Host);
-    let out = granted.run(&spec(work.path(), "python3 net.py")).await;
-    assert!(out.output.starts_with("pong\n"), "{out:?}");
-    assert_ne!(out.output, "pong\n['lo']\n", "the host network should have more than lo: {out:?}");
+}
+
+/// Issue 5: "network: loopback only, unless a run is explicitly granted more". The same sandbox,
+/// the same host listener: refused by default, reached when the run is granted the network.
+#[tokio::test]
+async fn a_run_granted_the_network_reaches_the_hosts_loopback() {
+    let sb = TestSandbox::new();
+    let work = tempfile::tempdir().unwrap();
+    let listener = host_listener(work.path());
+    let out = sb.run(&spec(work.path(), "python3 connect.py")).await;
+    assert_eq!(out.output, "refused 111\n", "{out:?}");
+    assert!(!was_reached(&listener));
+    let mut granted = spec(work.path(), "python3 connect.py; cat /proc/net/dev | grep -c :");
+    granted.network = NetworkAccess::Granted;
+    let out = sb.run(&granted).await;
+    let lines: Vec<&str> = out.output.lines().collect();
+    assert_eq!(lines[0], "connected", "{out:?}");
+    assert!(was_reached(&listener), "the host listener saw no connection");
+    // The host's interfaces, not just `lo`.
+    assert!(lines[1].parse::<u32>().unwrap() > 1, "{out:?}");
+    // Every other wall stays up: still the sandbox's user, still no capabilities.
+    let mut who = spec(work.path(), "id -u; grep CapEff /proc/self/status");
+    who.network = NetworkAccess::Granted;
+    assert_eq!(sb.run(&who).await.output, "60000\nCapEff:\t0000000000000000\n");
+    // The grant was for those runs only.
+    let out = sb.run(&spec(work.path(), "python3 connect.py")).await;
+    assert_eq!(out.output, "refused 111\n", "{out:?}");
+    sb.assert_clean_and_usable(work.path()).await;
+}
+
+#[tokio::test]
+async fn a_sandbox_configured_with_the_host_network_gives_it_to_every_run() {
+    let work = tempfile::tempdir().unwrap();
+    let listener = host_listener(work.path());
+    let sb = TestSandbox::with(|cfg| cfg.network = Network::Host);
+    let out = sb.run(&spec(work.path(), "python3 connect.py")).await;
+    assert_eq!(out.output, "connected\n", "{out:?}");
+    assert!(was_reached(&listener));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 mod cleanup;
 mod container_cleanup;
 mod container_escape;
+mod container_rootfs;
 mod container_run;
 mod container_suites;
 mod container_support;

@@ -1,7 +1,7 @@
 //! Exit codes, environment, working directory, and the errors `run` MUST return.
 
-use crate::support::spec;
-use cadre_domain::ports::sandbox::{Sandbox, SandboxError};
+use crate::support::{host_listener, spec, was_reached};
+use cadre_domain::ports::sandbox::{NetworkAccess, Sandbox, SandboxError};
 use cadre_domain::report::Isolation;
 use cadre_sandbox::HostSandbox;
 
@@ -80,4 +80,19 @@ async fn a_command_that_cannot_start_is_a_spawn_error() {
 #[tokio::test]
 async fn reports_no_isolation() {
     assert_eq!(HostSandbox::default().isolation(), Isolation::HostUnisolated);
+}
+
+/// The host sandbox cannot restrict the network (see `HostSandbox`'s docs): a run reaches the
+/// host's loopback whatever its spec asks. This pins the documented behaviour.
+#[tokio::test]
+async fn the_host_sandbox_cannot_restrict_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = host_listener(dir.path());
+    for access in [NetworkAccess::LoopbackOnly, NetworkAccess::Granted] {
+        let mut s = spec(dir.path(), "python3 connect.py");
+        s.network = access;
+        let out = HostSandbox::new().run(&s).await.unwrap();
+        assert_eq!(out.output, "connected\n", "{access:?}: {out:?}");
+        assert!(was_reached(&listener), "{access:?}");
+    }
 }

@@ -48,3 +48,27 @@ pub(crate) fn read_pids(file: &Path) -> Vec<u32> {
         .map(|l| l.trim().parse().unwrap())
         .collect()
 }
+
+/// A host listener on 127.0.0.1 and a Python script (written into `workdir` as `connect.py`) that
+/// connects to it and prints `connected` or `refused <errno>`.
+pub(crate) fn host_listener(workdir: &Path) -> std::net::TcpListener {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "import socket\n\
+         try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3); print('connected')\n\
+         except OSError as e:\n    print('refused', e.errno)\n"
+    );
+    std::fs::write(workdir.join("connect.py"), script).unwrap();
+    listener
+}
+
+/// Whether the listener has a connection waiting.
+pub(crate) fn was_reached(listener: &std::net::TcpListener) -> bool {
+    match listener.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept on the host listener failed: {e}"),
+    }
+}
