@@ -135,6 +135,23 @@ impl From<HarnessArg> for cadre_domain::Harness {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ScanArg {
+    Off,
+    Secrets,
+    Full,
+}
+
+impl From<ScanArg> for cadre_domain::ScanLevel {
+    fn from(arg: ScanArg) -> Self {
+        match arg {
+            ScanArg::Off => cadre_domain::ScanLevel::Off,
+            ScanArg::Secrets => cadre_domain::ScanLevel::Secrets,
+            ScanArg::Full => cadre_domain::ScanLevel::Full,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum ShowPart {
     Plan,
@@ -162,6 +179,10 @@ pub(crate) struct TaskArgs {
     /// `tools` (the model searches, reads, edits and runs the tests through tools, turn by turn).
     #[arg(long, value_enum, default_value_t = HarnessArg::EditBlocks)]
     pub(crate) harness: HarnessArg,
+    /// Scanners run on each round's change after its tests: `off`, `secrets` (the patch's added lines)
+    /// or `full` (secrets, and the linters the repository uses: clippy, ruff, eslint, in the sandbox).
+    #[arg(long, value_enum, default_value_t = ScanArg::Secrets)]
+    pub(crate) scan: ScanArg,
     /// Start even with uncommitted changes (Cadre works from HEAD and will not see them).
     #[arg(long)]
     pub(crate) allow_dirty: bool,

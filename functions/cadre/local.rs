@@ -62,6 +62,7 @@ pub(crate) async fn task(
             test_command: args.test_cmd.clone(),
             test_timeout_secs: args.test_timeout,
             harness: args.harness.into(),
+            scan: args.scan.into(),
             budget_micros: Some(wiring::usd_to_micros(args.model.budget_usd, "--budget-usd")?),
         },
         created_at: core.clock.now(),

@@ -10,6 +10,8 @@ use cadre_domain::{Plan, TaskId, TaskState, TestReport};
 use cadre_engine::OutcomePorts;
 use cadre_steps::agent::reproduction_artifact;
 use cadre_steps::agent::transcript::Reproduction;
+use cadre_steps::scan::ScanReport;
+use cadre_steps::test::scan_artifact;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -34,6 +36,29 @@ async fn reproduction(core: &Core, id: &TaskId, round: u32) -> Result<()> {
                 r.test, r.failed_in_turn, r.passed_in_turn
             ));
         }
+    }
+    Ok(())
+}
+
+/// What the scanners found in the round's change.
+async fn findings(core: &Core, id: &TaskId, round: u32) -> Result<()> {
+    let Some(bytes) = core.store.artifact(id, &scan_artifact(round)).await? else {
+        return Ok(());
+    };
+    let report: ScanReport =
+        serde_json::from_slice(&bytes).context("the stored scan report is corrupt")?;
+    out::line(format!(
+        "# Scan (round {round}): {} finding(s) from {}",
+        report.findings.len(),
+        report.scanners.join(", ")
+    ));
+    for f in &report.findings {
+        let place = match (&f.file, f.line) {
+            (Some(file), Some(line)) => format!("{file}:{line}"),
+            (Some(file), None) => file.clone(),
+            _ => "-".to_owned(),
+        };
+        out::line(format!("{:?} {} {place} [{}] {}", f.severity, f.tool, f.rule, f.message));
     }
     Ok(())
 }
@@ -137,6 +162,7 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
     if want(ShowPart::Report) {
         if let Some(round) = report_round {
             reproduction(&core, &id, round).await?;
+            findings(&core, &id, round).await?;
         }
         match report_round {
             Some(round) => {

@@ -6,5 +6,6 @@ mod cli_errors;
 mod knowledge;
 mod pipeline;
 mod retrieval;
+mod scan;
 mod support;
 mod tidy;

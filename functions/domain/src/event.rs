@@ -95,6 +95,17 @@ pub enum Event {
         /// A one-line summary, e.g. "4 passed, 1 failed".
         summary: String,
     },
+    /// Scanners ran on round `round`'s change; the findings are the `scan-r<round>` artifact.
+    Scanned {
+        /// The round.
+        round: u32,
+        /// The scanners that ran.
+        scanners: Vec<String>,
+        /// Findings of error severity (e.g. a leaked secret).
+        errors: u32,
+        /// All findings.
+        findings: u32,
+    },
     /// The task is parked until a person applies or rejects round `round`'s patch.
     AwaitingReview {
         /// The proposed round.
@@ -196,6 +207,10 @@ impl Event {
                 let verdict = if *passed { "passed" } else { "failed" };
                 format!("tests round {round} {verdict}: {summary}")
             }
+            Event::Scanned { round, scanners, errors, findings } => format!(
+                "scanned round {round} ({}): {findings} finding(s), {errors} error(s)",
+                scanners.join(", ")
+            ),
             Event::AwaitingReview { round } => format!("awaiting review (round {round})"),
             Event::Applied { round } => format!("applied round {round}"),
             Event::Rejected { reason } => format!(

@@ -26,5 +26,5 @@ pub use plan::{Plan, PlanItem};
 pub use ports::Ports;
 pub use report::TestReport;
 pub use step::{ArtifactName, StepError, StepOutcome};
-pub use task::{Harness, Task, TaskSettings, TaskState};
+pub use task::{Harness, ScanLevel, Task, TaskSettings, TaskState};
 pub use time::Timestamp;

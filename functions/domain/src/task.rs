@@ -27,6 +27,22 @@ pub struct TaskSettings {
     /// by a `BudgetRaised` event (`cadre resume TASK --budget …`). `None`: the deployment's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_micros: Option<u64>,
+    /// Which scanners run on each round's change after its tests.
+    #[serde(default)]
+    pub scan: ScanLevel,
+}
+
+/// Which scanners the `test` step runs on a round's change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanLevel {
+    /// None.
+    Off,
+    /// The secrets scan of the patch's added lines: cheap, and a leaked key is never what a person wants.
+    #[default]
+    Secrets,
+    /// The secrets scan and the linters the repository uses (clippy, ruff, eslint), in the sandbox.
+    Full,
 }
 
 /// How `generate` produces a change.
@@ -61,6 +77,7 @@ impl Default for TaskSettings {
             test_timeout_secs: 600,
             harness: Harness::default(),
             budget_micros: None,
+            scan: ScanLevel::default(),
         }
     }
 }
@@ -166,7 +183,7 @@ impl TaskState {
                 crate::StepKind::Test => TaskState::Testing { round: *round },
                 crate::StepKind::Review => self,
             },
-            Event::StepRetrying { .. } | Event::AgentTurn { .. } => self,
+            Event::StepRetrying { .. } | Event::AgentTurn { .. } | Event::Scanned { .. } => self,
             Event::BudgetExhausted { step, round, .. } => {
                 TaskState::BudgetExhausted { step: *step, round: *round }
             }

@@ -15,7 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::store_read::artifact_text;
-use crate::{test_command, test_output};
+use crate::{scan, test_command, test_output};
+use cadre_domain::ScanLevel;
 
 /// Output kept in a report: the end of what the tests printed.
 const OUTPUT_LIMIT: usize = 64 * 1024;
@@ -44,7 +45,7 @@ pub async fn test(
         .workspace
         .checkout(Path::new(&task.repo), &task.base_commit, Some(&patch), &label)
         .await?;
-    let result = test_in(task, round, trace, ports, &worktree).await;
+    let result = test_in(task, round, trace, ports, &worktree, &patch).await;
     if let Err(error) = ports.workspace.remove(&worktree).await {
         tracing::warn!(%error, "could not remove the test worktree");
     }
@@ -57,11 +58,25 @@ async fn test_in(
     trace: &TraceId,
     ports: &Ports,
     worktree: &Worktree,
+    patch: &str,
 ) -> Result<StepOutcome, StepError> {
     let report = run_suite(task, ports, worktree).await?;
     let passed = report.passed;
     let summary = summary_line(&report);
     let mut events = vec![Event::TestsFinished { round, passed, summary: summary.clone() }];
+    let mut artifacts = Vec::new();
+    if let Some(scanned) = scan_round(task, ports, worktree, patch).await? {
+        let errors =
+            scanned.findings.iter().filter(|f| f.severity == scan::Severity::Error).count();
+        events.push(Event::Scanned {
+            round,
+            scanners: scanned.scanners.clone(),
+            errors: u32::try_from(errors).unwrap_or(u32::MAX),
+            findings: u32::try_from(scanned.findings.len()).unwrap_or(u32::MAX),
+        });
+        artifacts
+            .push((scan_artifact(round), serde_json::to_vec_pretty(&scanned).unwrap_or_default()));
+    }
     let mut next = Vec::new();
     if passed {
         next.push(Envelope::new(task.id.clone(), trace.clone(), StepPayload::Review { round }));
@@ -80,14 +95,35 @@ async fn test_in(
             ),
         });
     }
-    Ok(StepOutcome {
-        events,
-        artifacts: vec![(
-            ArtifactName::report(round),
-            serde_json::to_vec_pretty(&report).unwrap_or_default(),
-        )],
-        next,
-    })
+    artifacts.push((
+        ArtifactName::report(round),
+        serde_json::to_vec_pretty(&report).unwrap_or_default(),
+    ));
+    Ok(StepOutcome { events, artifacts, next })
+}
+
+/// The artifact holding round `round`'s scan findings (JSON [`scan::ScanReport`]).
+#[must_use]
+pub fn scan_artifact(round: u32) -> ArtifactName {
+    ArtifactName::new(format!("scan-r{round}"))
+}
+
+/// Runs the scanners the task asks for over the round's worktree and patch; `None` when scanning is off.
+async fn scan_round(
+    task: &Task,
+    ports: &Ports,
+    worktree: &Worktree,
+    patch: &str,
+) -> Result<Option<scan::ScanReport>, StepError> {
+    let config = match task.settings.scan {
+        ScanLevel::Off => return Ok(None),
+        ScanLevel::Secrets => {
+            scan::ScanConfig { tools: Some(Vec::new()), ..scan::ScanConfig::default() }
+        }
+        ScanLevel::Full => scan::ScanConfig::default(),
+    };
+    let files = ports.workspace.list_files(worktree).await?;
+    Ok(Some(scan::scan(ports.sandbox.as_ref(), &worktree.path, &files, patch, &config).await?))
 }
 
 /// Runs the task's test command (configured, or detected from the repository) over `worktree` in the
