@@ -118,6 +118,7 @@ pub(crate) enum UsageBy {
     Step,
     Day,
     Model,
+    Team,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,6 +184,9 @@ pub(crate) struct TaskArgs {
     /// or `full` (secrets, and the linters the repository uses: clippy, ruff, eslint, in the sandbox).
     #[arg(long, value_enum, default_value_t = ScanArg::Secrets)]
     pub(crate) scan: ScanArg,
+    /// The team the task's model calls are charged to (and whose daily budget they count against).
+    #[arg(long, env = "CADRE_TEAM")]
+    pub(crate) team: Option<String>,
     /// Start even with uncommitted changes (Cadre works from HEAD and will not see them).
     #[arg(long)]
     pub(crate) allow_dirty: bool,
@@ -205,6 +209,9 @@ pub(crate) struct ModelArgs {
     /// and the task stops (`budget_exhausted`) until `cadre resume TASK --budget-usd N`.
     #[arg(long, env = "CADRE_TASK_BUDGET_USD", default_value_t = 2.0)]
     pub(crate) budget_usd: f64,
+    /// Most one team may spend on model calls per UTC day, in USD, over the tasks naming it (`--team`).
+    #[arg(long, env = "CADRE_TEAM_DAILY_BUDGET_USD")]
+    pub(crate) team_daily_budget_usd: Option<f64>,
     /// Client-side limit on model requests per minute (the provider's quota; none when absent).
     #[arg(long, env = "CADRE_MODEL_RPM")]
     pub(crate) rpm: Option<u64>,

@@ -63,6 +63,7 @@ pub(crate) async fn task(
             test_timeout_secs: args.test_timeout,
             harness: args.harness.into(),
             scan: args.scan.into(),
+            team: args.team.clone(),
             budget_micros: Some(wiring::usd_to_micros(args.model.budget_usd, "--budget-usd")?),
         },
         created_at: core.clock.now(),

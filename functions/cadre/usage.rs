@@ -19,6 +19,7 @@ pub(crate) async fn usage(task: Option<String>, by: UsageBy, home: &Home) -> Res
         UsageBy::Step => UsageGroup::Step,
         UsageBy::Day => UsageGroup::Day,
         UsageBy::Model => UsageGroup::Model,
+        UsageBy::Team => UsageGroup::Team,
     };
     let filter = UsageFilter { task, ..UsageFilter::default() };
     let totals = core.ledger.totals(&filter, group).await?;

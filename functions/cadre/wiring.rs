@@ -248,6 +248,10 @@ pub(crate) fn usd_to_micros(usd: f64, flag: &str) -> Result<u64> {
 fn gateway_config(args: &ModelArgs, model_id: String) -> Result<GatewayConfig> {
     let mut config = GatewayConfig::new(model_id);
     config.task_budget_micros = Some(usd_to_micros(args.budget_usd, "--budget-usd")?);
+    config.team_daily_budget_micros = args
+        .team_daily_budget_usd
+        .map(|usd| usd_to_micros(usd, "--team-daily-budget-usd"))
+        .transpose()?;
     config.requests = args.rpm.map(RateLimit::per_minute);
     config.tokens = args.tpm.map(RateLimit::per_minute);
     if let Some(path) = &args.prices {

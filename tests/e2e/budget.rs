@@ -69,3 +69,43 @@ async fn a_task_stops_at_its_budget_without_the_call_and_resumes_with_a_higher_o
     assert_eq!(log.iter().filter(|l| l.starts_with("plan ready")).count(), 1, "{log:#?}");
     assert!(log.iter().any(|l| l.starts_with("budget raised to $1.0000")), "{log:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teams_daily_budget_stops_its_tasks_and_usage_is_attributed_to_the_team() {
+    let server = ModelServer::start().await;
+    server.respond_with(model);
+    let repo = Repo::new(BROKEN_CALC);
+    let cadre = Cadre::new().gemini(&server.base_url());
+    let path = repo.path().to_str().unwrap();
+    let goal = "test_add fails: add() in calc.py must return the sum";
+    // The task's own budget is ample; the team's $0.05 a day is not, once plan has cost $0.03.
+    let out = cadre
+        .run(&[
+            "task",
+            "--repo",
+            path,
+            "--team",
+            "web",
+            "--budget-usd",
+            "5",
+            "--team-daily-budget-usd",
+            "0.05",
+            goal,
+        ])
+        .await
+        .expect_code(3);
+    assert!(
+        out.stdout.contains("team web's daily budget exhausted in generate round 1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(server.request_count(), 1, "no call is made past the team's budget");
+
+    let usage = cadre.run(&["usage", "--by", "team"]).await.expect_code(0);
+    let web = usage
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .unwrap_or_else(|| panic!("{}", usage.stdout));
+    assert!(web.contains("0.030050"), "the plan call, and the refused one at no cost: {web}");
+}

@@ -132,6 +132,9 @@ pub enum Event {
         spent_micros: u64,
         /// The budget, in micro-dollars.
         limit_micros: u64,
+        /// Set when it was the team's daily budget, not the task's, that ran out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<String>,
     },
     /// A person raised the task's budget; it goes on from the step that stopped.
     BudgetRaised {
@@ -217,8 +220,13 @@ impl Event {
                 "rejected{}",
                 reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
             ),
-            Event::BudgetExhausted { step, round, spent_micros, limit_micros } => format!(
+            Event::BudgetExhausted { step, round, spent_micros, limit_micros, team: None } => format!(
                 "budget exhausted in {step} round {round}: ${:.4} of ${:.4} spent; raise it with `cadre resume TASK --budget-usd N`",
+                micros_to_usd(*spent_micros),
+                micros_to_usd(*limit_micros)
+            ),
+            Event::BudgetExhausted { step, round, spent_micros, limit_micros, team: Some(team) } => format!(
+                "team {team}'s daily budget exhausted in {step} round {round}: ${:.4} of ${:.4} spent today (UTC); after midnight UTC or a higher team limit, `cadre resume TASK --budget-usd N` continues it",
                 micros_to_usd(*spent_micros),
                 micros_to_usd(*limit_micros)
             ),

@@ -30,6 +30,9 @@ pub struct TaskSettings {
     /// Which scanners run on each round's change after its tests.
     #[serde(default)]
     pub scan: ScanLevel,
+    /// The team the task's model calls are charged to (and whose daily budget they count against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// Which scanners the `test` step runs on a round's change.
@@ -78,6 +81,7 @@ impl Default for TaskSettings {
             harness: Harness::default(),
             budget_micros: None,
             scan: ScanLevel::default(),
+            team: None,
         }
     }
 }

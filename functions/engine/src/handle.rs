@@ -285,12 +285,22 @@ async fn on_step_error(
             Err(e) => abandon(format!("could not schedule the retry: {e}")),
         };
     }
-    if let StepError::Model(ModelError::BudgetExceeded { spent_micros, limit_micros }) = error {
+    let exhausted = match error {
+        StepError::Model(ModelError::BudgetExceeded { spent_micros, limit_micros }) => {
+            Some((*spent_micros, *limit_micros, None))
+        }
+        StepError::Model(ModelError::TeamBudgetExceeded { team, spent_micros, limit_micros }) => {
+            Some((*spent_micros, *limit_micros, Some(team.clone())))
+        }
+        _ => None,
+    };
+    if let Some((spent_micros, limit_micros, team)) = exhausted {
         let event = Event::BudgetExhausted {
             step: envelope.step,
             round: envelope.payload.round(),
-            spent_micros: *spent_micros,
-            limit_micros: *limit_micros,
+            spent_micros,
+            limit_micros,
+            team,
         };
         tracing::warn!(spent_micros, limit_micros, "task stopped at its budget");
         // Not committed under the message's key: after a raise, the same step runs again for real.
@@ -301,10 +311,7 @@ async fn on_step_error(
         {
             Ok(_) => {
                 settle_ack(ports, delivery).await;
-                Handled::BudgetExhausted {
-                    spent_micros: *spent_micros,
-                    limit_micros: *limit_micros,
-                }
+                Handled::BudgetExhausted { spent_micros, limit_micros }
             }
             Err(e) => abandon(format!("could not record the exhausted budget: {e}")),
         };

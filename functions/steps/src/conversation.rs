@@ -52,6 +52,7 @@ impl Conversation {
                 max_output_tokens: None,
                 task: Some(task.id.clone()),
                 budget_micros: task.settings.budget_micros,
+                team: task.settings.team.clone(),
                 template: Some(template.id()),
                 cache: CachePolicy::Use,
                 ..Default::default()

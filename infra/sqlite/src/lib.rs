@@ -29,12 +29,48 @@ pub const BUSY_LIMIT: Duration = Duration::from_secs(5);
 /// Any SQLite error while opening, configuring or applying the schema; see [`classify`].
 pub fn open_shared(path: &Path, schema: &str) -> rusqlite::Result<Shared> {
     let shared = connection_for(path)?;
+    apply(&shared, schema)?;
+    Ok(shared)
+}
+
+/// Applies idempotent statements (`CREATE … IF NOT EXISTS`) in one immediate transaction.
+///
+/// # Errors
+/// Any SQLite error while applying them.
+pub fn apply(shared: &Shared, statements: &str) -> rusqlite::Result<()> {
     let mut conn = shared.lock().unwrap_or_else(PoisonError::into_inner);
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(schema)?;
-    tx.commit()?;
-    drop(conn);
-    Ok(shared)
+    tx.execute_batch(statements)?;
+    tx.commit()
+}
+
+/// Adds `column` (with its SQL declaration, e.g. `TEXT`) to `table` when a file written by an older
+/// build lacks it, so upgrading never loses a database. `ALTER TABLE … ADD COLUMN` is not idempotent in
+/// SQLite, hence the check first, in the same immediate transaction.
+///
+/// # Errors
+/// Any SQLite error while reading the table's columns or altering it.
+pub fn ensure_column(
+    shared: &Shared,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> rusqlite::Result<()> {
+    let mut conn = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let exists = {
+        let mut stmt = tx.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt.query_map([], |row| row.get::<_, String>(1))?;
+        let mut found = false;
+        for name in names {
+            found |= name? == column;
+        }
+        found
+    };
+    if !exists {
+        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+    }
+    tx.commit()
 }
 
 fn connection_for(path: &Path) -> rusqlite::Result<Shared> {

@@ -221,6 +221,9 @@ pub struct ModelRequest {
     /// default when absent). Describes the call, not the answer: not part of cache or replay keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_micros: Option<u64>,
+    /// The team charged (for accounting and its daily budget). Describes the call, not the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 impl ModelRequest {
@@ -396,6 +399,16 @@ pub enum ModelError {
         /// The task's budget.
         limit_micros: u64,
     },
+    /// The team's budget for today (UTC) cannot cover this call's worst case; the call was not made.
+    #[error("team {team}'s daily budget exceeded: {spent_micros} of {limit_micros} micro-dollars are spent or reserved today (UTC); wait for tomorrow or raise the team's daily budget")]
+    TeamBudgetExceeded {
+        /// The team.
+        team: String,
+        /// What the team has spent today, plus the worst case of its calls in flight.
+        spent_micros: u64,
+        /// The team's daily budget.
+        limit_micros: u64,
+    },
     /// The usage ledger could not be read, so the task's budget cannot be checked; the call was not made.
     #[error(
         "usage ledger unavailable, so the task budget cannot be checked: {reason}; retry later"
@@ -445,6 +458,7 @@ impl ModelError {
             ModelError::CircuitOpen { .. } => "circuit_open",
             ModelError::SchemaMismatch { .. } => "schema_mismatch",
             ModelError::BudgetExceeded { .. } => "budget_exceeded",
+            ModelError::TeamBudgetExceeded { .. } => "team_budget_exceeded",
             ModelError::LedgerUnavailable { .. } => "ledger_unavailable",
             ModelError::ReplayMiss { .. } => "replay_miss",
         }

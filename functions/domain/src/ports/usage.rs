@@ -70,6 +70,9 @@ pub struct UsageRecord {
     pub outcome: CallOutcome,
     /// How many provider requests were made (0 for a cache hit or a call refused before sending).
     pub attempts: u32,
+    /// The team charged, if the request named one (rows written before teams existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// Which rows [`UsageLedger::totals`] adds up; every set field must match.
@@ -85,6 +88,8 @@ pub struct UsageFilter {
     pub since: Option<Timestamp>,
     /// Only calls before this instant.
     pub until: Option<Timestamp>,
+    /// Only this team's calls.
+    pub team: Option<String>,
 }
 
 /// How [`UsageLedger::totals`] groups rows.
@@ -98,6 +103,8 @@ pub enum UsageGroup {
     Day,
     /// One total per model id.
     Model,
+    /// One total per team (calls without a team form one group with no key).
+    Team,
 }
 
 /// The sums over one group of rows.
@@ -165,6 +172,12 @@ pub trait UsageLedger: Send + Sync {
         filter: &UsageFilter,
         group: UsageGroup,
     ) -> Result<Vec<UsageTotal>, UsageError>;
+}
+
+/// The start (00:00 UTC) of the day `at` falls on: the window of per-team daily budgets.
+#[must_use]
+pub fn utc_day_start(at: Timestamp) -> Timestamp {
+    Timestamp(at.0.div_euclid(86_400_000) * 86_400_000)
 }
 
 /// The UTC calendar day of an instant, as `YYYY-MM-DD`; the key of [`UsageGroup::Day`].

@@ -111,6 +111,7 @@ impl Turn<'_> {
         probe.tools = tools::specs();
         probe.task = Some(self.task.id.clone());
         probe.budget_micros = self.task.settings.budget_micros;
+        probe.team = self.task.settings.team.clone();
         probe.template = Some(prompt::AGENT.id());
         probe.thinking = Some(ThinkingLevel::Medium);
         probe.cache = CachePolicy::Use;

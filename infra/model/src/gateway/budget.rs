@@ -1,5 +1,6 @@
-//! The per-task budget, checked before every call: what the task has spent (from the ledger), plus the
-//! worst case of its calls still in flight, plus this call's worst case must fit in the limit.
+//! The per-task budget and the per-team daily budget, checked before every call: what the task (or the
+//! team, since 00:00 UTC) has spent according to the ledger, plus the worst case of its calls still in
+//! flight, plus this call's worst case must fit in the limit.
 //!
 //! Counting calls in flight closes the race where several concurrent calls each read the same spend and
 //! all pass. A reservation is released only after the call's row is in the ledger, so at every instant a
@@ -9,10 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cadre_domain::ports::model::ModelError;
-use cadre_domain::ports::usage::UsageLedger;
-use cadre_domain::TaskId;
+use cadre_domain::ports::usage::{utc_day_start, UsageFilter, UsageGroup, UsageLedger};
+use cadre_domain::{TaskId, Timestamp};
 
-type InFlight = Arc<Mutex<HashMap<TaskId, u64>>>;
+/// Worst cases held, by what they are held against (`task:<id>` or `team:<name>`).
+type InFlight = Arc<Mutex<HashMap<String, u64>>>;
 
 /// Budgets of every task this gateway serves.
 #[derive(Debug, Default)]
@@ -25,7 +27,7 @@ pub(crate) struct Budget {
 #[derive(Debug)]
 pub(crate) struct Reservation {
     in_flight: InFlight,
-    task: TaskId,
+    key: String,
     micros: u64,
 }
 
@@ -49,28 +51,73 @@ impl Budget {
             .task_spend_micros(task)
             .await
             .map_err(|e| ModelError::LedgerUnavailable { reason: e.to_string() })?;
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = in_flight.get(task).copied().unwrap_or(0);
-        let committed = spent.saturating_add(held);
-        if committed.saturating_add(worst_micros) > limit_micros {
-            return Err(ModelError::BudgetExceeded { spent_micros: committed, limit_micros });
+        self.hold(format!("task:{task}"), spent, worst_micros, limit_micros)
+            .map_err(|spent_micros| ModelError::BudgetExceeded { spent_micros, limit_micros })
+    }
+
+    /// Reserves `worst_micros` against `team`'s budget for the UTC day of `now`, or refuses the call.
+    pub(crate) async fn reserve_team(
+        &self,
+        ledger: &dyn UsageLedger,
+        team: &str,
+        worst_micros: u64,
+        limit_micros: u64,
+        now: Timestamp,
+    ) -> Result<Reservation, ModelError> {
+        let today = UsageFilter {
+            team: Some(team.to_owned()),
+            since: Some(utc_day_start(now)),
+            ..UsageFilter::default()
+        };
+        let spent = ledger
+            .totals(&today, UsageGroup::Team)
+            .await
+            .map_err(|e| ModelError::LedgerUnavailable { reason: e.to_string() })?
+            .iter()
+            .map(|t| t.cost_micros)
+            .sum();
+        // A reservation outliving midnight is counted against the new day too: conservative by design.
+        match self.hold(format!("team:{team}"), spent, worst_micros, limit_micros) {
+            Ok(reservation) => reservation.ok_or(ModelError::TeamBudgetExceeded {
+                team: team.to_owned(),
+                spent_micros: spent,
+                limit_micros,
+            }),
+            Err(spent_micros) => Err(ModelError::TeamBudgetExceeded {
+                team: team.to_owned(),
+                spent_micros,
+                limit_micros,
+            }),
         }
-        *in_flight.entry(task.clone()).or_insert(0) += worst_micros;
-        Ok(Some(Reservation {
-            in_flight: Arc::clone(&self.in_flight),
-            task: task.clone(),
-            micros: worst_micros,
-        }))
+    }
+
+    /// Holds `worst` against `key` when `spent` plus what is held plus `worst` fits `limit`; otherwise
+    /// returns what is spent or held.
+    fn hold(
+        &self,
+        key: String,
+        spent: u64,
+        worst: u64,
+        limit: u64,
+    ) -> Result<Option<Reservation>, u64> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = in_flight.get(&key).copied().unwrap_or(0);
+        let committed = spent.saturating_add(held);
+        if committed.saturating_add(worst) > limit {
+            return Err(committed);
+        }
+        *in_flight.entry(key.clone()).or_insert(0) += worst;
+        Ok(Some(Reservation { in_flight: Arc::clone(&self.in_flight), key, micros: worst }))
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = in_flight.get_mut(&self.task) {
+        if let Some(held) = in_flight.get_mut(&self.key) {
             *held = held.saturating_sub(self.micros);
             if *held == 0 {
-                in_flight.remove(&self.task);
+                in_flight.remove(&self.key);
             }
         }
     }

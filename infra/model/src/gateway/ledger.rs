@@ -47,6 +47,7 @@ fn matches(filter: &UsageFilter, row: &UsageRecord) -> bool {
         && filter.model.as_ref().is_none_or(|m| *m == row.model)
         && filter.since.is_none_or(|since| row.at >= since)
         && filter.until.is_none_or(|until| row.at < until)
+        && filter.team.as_ref().is_none_or(|t| row.team.as_ref() == Some(t))
 }
 
 /// The key of `row` under `group`.
@@ -56,6 +57,7 @@ fn group_key(group: UsageGroup, row: &UsageRecord) -> Option<String> {
         UsageGroup::Step => Some(row.step.clone()),
         UsageGroup::Day => Some(utc_day(row.at)),
         UsageGroup::Model => Some(row.model.clone()),
+        UsageGroup::Team => row.team.clone(),
     }
 }
 
@@ -129,6 +131,7 @@ mod tests {
             cache_hit: false,
             outcome,
             attempts: 1,
+            team: None,
         }
     }
 

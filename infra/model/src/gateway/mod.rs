@@ -85,6 +85,9 @@ pub struct GatewayConfig {
     pub default_output_tokens: u32,
     /// The most one task may spend on this model, in micro-dollars; no limit when absent.
     pub task_budget_micros: Option<u64>,
+    /// The most one team may spend per UTC day, in micro-dollars, over the calls naming it; no limit
+    /// when absent.
+    pub team_daily_budget_micros: Option<u64>,
     /// Cache entries older than this are ignored; no expiry when absent.
     pub cache_ttl: Option<Duration>,
     /// Token prices.
@@ -104,6 +107,7 @@ impl GatewayConfig {
             deadline: DEFAULT_DEADLINE,
             default_output_tokens: DEFAULT_OUTPUT_TOKENS,
             task_budget_micros: None,
+            team_daily_budget_micros: None,
             cache_ttl: None,
             prices: PriceTable::builtin(),
         }
@@ -235,8 +239,13 @@ impl Gateway {
             }
         }
         let estimate = estimate_tokens(request, self.config.default_output_tokens);
+        let worst = self.price.map_or(0, |p| p.worst_case_micros(estimate));
+        if let (Some(team), Some(limit)) = (&request.team, self.config.team_daily_budget_micros) {
+            let now = self.ports.clock.now();
+            row.team_reservation =
+                Some(self.budget.reserve_team(&*self.ports.ledger, team, worst, limit, now).await?);
+        }
         if let Some(task) = &request.task {
-            let worst = self.price.map_or(0, |p| p.worst_case_micros(estimate));
             row.reservation = self
                 .budget
                 .reserve(&*self.ports.ledger, task, worst, request.budget_micros)
@@ -376,6 +385,8 @@ struct PendingRow {
     record: UsageRecord,
     /// Released only after the row is written (see `budget`).
     reservation: Option<Reservation>,
+    /// The same, against the team's daily budget.
+    team_reservation: Option<Reservation>,
     done: bool,
 }
 
@@ -396,8 +407,10 @@ impl PendingRow {
                 cache_hit: false,
                 outcome: CallOutcome::Failed { kind: "cancelled".to_owned() },
                 attempts: 0,
+                team: request.team.clone(),
             },
             reservation: None,
+            team_reservation: None,
             done: false,
         }
     }
@@ -427,6 +440,7 @@ impl PendingRow {
         self.done = true;
         write_row(&*self.ledger, &self.record).await;
         self.reservation = None;
+        self.team_reservation = None;
     }
 }
 
@@ -438,12 +452,12 @@ impl Drop for PendingRow {
         self.record.latency_ms = millis(self.started.elapsed());
         let record = self.record.clone();
         let ledger = Arc::clone(&self.ledger);
-        let reservation = self.reservation.take();
+        let reservations = (self.reservation.take(), self.team_reservation.take());
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     write_row(&*ledger, &record).await;
-                    drop(reservation);
+                    drop(reservations);
                 });
             }
             Err(_) => {

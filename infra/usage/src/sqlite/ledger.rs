@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS usage_calls (
     cost_micros     INTEGER NOT NULL,
     cache_hit       INTEGER NOT NULL,
     outcome         TEXT    NOT NULL,
-    attempts        INTEGER NOT NULL
+    attempts        INTEGER NOT NULL,
+    team            TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_calls_by_task ON usage_calls (task_id, cost_micros);
 CREATE INDEX IF NOT EXISTS usage_calls_by_time ON usage_calls (at);
@@ -56,7 +57,16 @@ impl SqliteUsageLedger {
     /// [`UsageError::Unavailable`] when the file cannot be opened or created, and
     /// [`UsageError::Corrupt`] when it is not an SQLite database.
     pub fn open(path: &Path) -> Result<SqliteUsageLedger, UsageError> {
-        Ok(SqliteUsageLedger { db: Db::open(path, "usage ledger", SCHEMA).map_err(usage_error)? })
+        let db = Db::open(path, "usage ledger", SCHEMA).map_err(usage_error)?;
+        // Files from before team attribution lack the column.
+        db.ensure_column(
+            "usage_calls",
+            "team",
+            "TEXT",
+            "CREATE INDEX IF NOT EXISTS usage_calls_by_team ON usage_calls (team, at)",
+        )
+        .map_err(usage_error)?;
+        Ok(SqliteUsageLedger { db })
     }
 }
 
@@ -75,6 +85,7 @@ fn key_sql(group: UsageGroup) -> String {
         // Floor division (SQLite's `/` truncates toward zero), so instants before 1970 fall on their day.
         UsageGroup::Day => format!("(at / {DAY_MS}) - (at % {DAY_MS} < 0)"),
         UsageGroup::Model => "model".to_owned(),
+        UsageGroup::Team => "team".to_owned(),
     }
 }
 
@@ -112,8 +123,8 @@ impl UsageLedger for SqliteUsageLedger {
             .run(move |conn| {
                 conn.prepare_cached(
                     "INSERT INTO usage_calls (at, model, task_id, step, template, input_tokens, output_tokens,
-                         cached_tokens, thinking_tokens, latency_ms, cost_micros, cache_hit, outcome, attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                         cached_tokens, thinking_tokens, latency_ms, cost_micros, cache_hit, outcome, attempts, team)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?
                 .execute(params![
                     r.at.0,
@@ -130,6 +141,7 @@ impl UsageLedger for SqliteUsageLedger {
                     r.cache_hit,
                     r.outcome.label(),
                     r.attempts,
+                    r.team,
                 ])?;
                 Ok(())
             })
@@ -164,7 +176,7 @@ impl UsageLedger for SqliteUsageLedger {
                     SUM(cost_micros), SUM(latency_ms)
              FROM usage_calls
              WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR step = ?2) AND (?3 IS NULL OR model = ?3)
-               AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+               AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5) AND (?6 IS NULL OR team = ?6)
              GROUP BY key ORDER BY key",
             key = key_sql(group),
             ok = CallOutcome::Ok.label(),
@@ -178,6 +190,7 @@ impl UsageLedger for SqliteUsageLedger {
                     filter.model,
                     filter.since.map(|t| t.0),
                     filter.until.map(|t| t.0),
+                    filter.team,
                 ])?;
                 let mut totals = Vec::new();
                 while let Some(row) = rows.next()? {

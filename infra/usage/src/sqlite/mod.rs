@@ -54,6 +54,20 @@ impl Db {
         Ok(Db { conn, path: Arc::new(path.to_path_buf()), what })
     }
 
+    /// Adds a column that files written by older builds lack (see [`cadre_sqlite::ensure_column`]).
+    /// Then applies `after` (e.g. an index on the new column).
+    pub(crate) fn ensure_column(
+        &self,
+        table: &str,
+        column: &str,
+        declaration: &str,
+        after: &str,
+    ) -> Result<(), Problem> {
+        cadre_sqlite::ensure_column(&self.conn, table, column, declaration)
+            .and_then(|()| cadre_sqlite::apply(&self.conn, after))
+            .map_err(|e| describe(&self.path, self.what, &e))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -26,6 +26,8 @@ fn row(task: Option<&TaskId>, step: &str, model: &str, at: i64, cost: u64) -> Us
         cache_hit: false,
         outcome: CallOutcome::Ok,
         attempts: 1,
+        // Each task belongs to a team; calls without a task to none.
+        team: None,
     }
 }
 
@@ -238,4 +240,48 @@ async fn a_file_that_is_not_a_database_is_corrupt_and_a_missing_directory_unavai
     assert!(!error.is_retryable());
     let error = SqliteUsageLedger::open(&dir.path().join("no/such/dir/cadre.db")).unwrap_err();
     assert!(matches!(error, UsageError::Unavailable(_)), "{error}");
+}
+
+#[tokio::test]
+async fn totals_group_and_filter_by_team_and_old_files_gain_the_column() {
+    let (_dir, path) = db_file();
+    // A ledger file written before teams existed: the same table without the `team` column.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE usage_calls (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, model TEXT NOT NULL,
+                task_id TEXT, step TEXT NOT NULL, template TEXT, input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, thinking_tokens INTEGER NOT NULL,
+                latency_ms INTEGER NOT NULL, cost_micros INTEGER NOT NULL, cache_hit INTEGER NOT NULL,
+                outcome TEXT NOT NULL, attempts INTEGER NOT NULL);
+             INSERT INTO usage_calls VALUES (1, 5, 'flash', NULL, 'plan', NULL, 1, 1, 0, 0, 1, 9, 0, 'ok', 1);",
+        )
+        .unwrap();
+    }
+    let ledger = SqliteUsageLedger::open(&path).unwrap();
+    let team = |name: &str, cost: u64| UsageRecord {
+        team: Some(name.to_owned()),
+        ..row(None, "plan", "flash", DAY1, cost)
+    };
+    for record in [team("web", 100), team("web", 20), team("data", 7)] {
+        ledger.record(&record).await.unwrap();
+    }
+    let by_team = ledger.totals(&UsageFilter::default(), UsageGroup::Team).await.unwrap();
+    let keyed: Vec<(Option<&str>, u64)> =
+        by_team.iter().map(|t| (t.key.as_deref(), t.cost_micros)).collect();
+    assert_eq!(
+        keyed,
+        [(None, 9), (Some("data"), 7), (Some("web"), 120)],
+        "the old row kept, with no team"
+    );
+    let web_today = UsageFilter {
+        team: Some("web".into()),
+        since: Some(cadre_domain::ports::usage::utc_day_start(Timestamp(DAY1 + 5))),
+        ..UsageFilter::default()
+    };
+    let totals = ledger.totals(&web_today, UsageGroup::Team).await.unwrap();
+    assert_eq!(totals.iter().map(|t| t.cost_micros).sum::<u64>(), 120);
+    // Reopening (the column exists now) is a no-op.
+    drop(ledger);
+    SqliteUsageLedger::open(&path).unwrap();
 }
