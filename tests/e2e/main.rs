@@ -3,6 +3,7 @@
 
 mod budget;
 mod cli_errors;
+mod harness;
 mod knowledge;
 mod pipeline;
 mod retrieval;

@@ -53,25 +53,101 @@ impl JsonClient {
         url: &str,
         body: &impl Serialize,
     ) -> Result<Vec<u8>, ModelError> {
-        let unreachable = |e: reqwest::Error| ModelError::Unreachable {
-            endpoint: url.to_owned(),
-            reason: transport_reason(&e, self.timeout),
-        };
-        let response = self
-            .client
-            .post(url)
-            .headers(self.headers.clone())
-            .json(body)
-            .send()
-            .await
-            .map_err(unreachable)?;
+        self.post_with(url, body, &HeaderMap::new()).await
+    }
+
+    /// Like [`JsonClient::post`], with per-call headers (a bearer token that may be refreshed) added to
+    /// the client's own.
+    pub(crate) async fn post_with(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+        extra: &HeaderMap,
+    ) -> Result<Vec<u8>, ModelError> {
+        let request = self.client.post(url).json(body);
+        self.send(url, request, extra).await
+    }
+
+    /// DELETEs `url` (a cached content, say); a 2xx answer's body is returned.
+    pub(crate) async fn delete_with(
+        &self,
+        url: &str,
+        extra: &HeaderMap,
+    ) -> Result<Vec<u8>, ModelError> {
+        self.send(url, self.client.delete(url), extra).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        extra: &HeaderMap,
+    ) -> Result<Vec<u8>, ModelError> {
+        let response = self.open(url, request, extra).await?;
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(url, &e))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// POSTs `body` and returns the 2xx response unread, for a streamed (SSE) body; a non-2xx answer is
+    /// read whole and mapped like [`JsonClient::post`]'s.
+    pub(crate) async fn post_stream(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+        extra: &HeaderMap,
+    ) -> Result<StreamBody, ModelError> {
+        let response = self.open(url, self.client.post(url).json(body), extra).await?;
+        Ok(StreamBody { response, url: url.to_owned(), timeout: self.timeout })
+    }
+
+    async fn open(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        extra: &HeaderMap,
+    ) -> Result<reqwest::Response, ModelError> {
+        let mut headers = self.headers.clone();
+        headers.extend(extra.iter().map(|(name, value)| (name.clone(), value.clone())));
+        let response =
+            request.headers(headers).send().await.map_err(|e| self.unreachable(url, &e))?;
         let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(unreachable)?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(response);
         }
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(url, &e))?;
         Err(error_from_status(status.as_u16(), &headers, &bytes))
+    }
+
+    fn unreachable(&self, url: &str, e: &reqwest::Error) -> ModelError {
+        ModelError::Unreachable {
+            endpoint: url.to_owned(),
+            reason: transport_reason(e, self.timeout),
+        }
+    }
+}
+
+/// The body of a 2xx streamed answer, read chunk by chunk.
+#[derive(Debug)]
+pub(crate) struct StreamBody {
+    response: reqwest::Response,
+    url: String,
+    timeout: Duration,
+}
+
+impl StreamBody {
+    /// The next bytes, `None` at a clean end; a reset or a timeout is [`ModelError::Unreachable`].
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Vec<u8>>, ModelError> {
+        let chunk = self.response.chunk().await.map_err(|e| ModelError::Unreachable {
+            endpoint: self.url.clone(),
+            reason: format!("the stream broke: {}", transport_reason(&e, self.timeout)),
+        })?;
+        Ok(chunk.map(|bytes| bytes.to_vec()))
+    }
+
+    /// The endpoint, for errors about the stream's content.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 }
 

@@ -1,8 +1,11 @@
 //! Record and replay of model traffic, so step tests and offline runs answer exactly as a real model did.
 //!
 //! A transcript is a JSONL file, one `{"key", "request", "reply"}` object per line. The key is a hex
-//! SHA-256 of a canonical JSON of the request fields that decide the answer (system, messages, schema,
-//! temperature, output cap); `purpose` is left out, so renaming a step does not invalidate transcripts.
+//! SHA-256 of a canonical JSON of the request fields that decide the answer (system, messages with their
+//! tool calls, tool results and thought signatures, schema, temperature, output cap, and the tools, tool
+//! mode and thinking level when set); `purpose` is left out, so renaming a step does not invalidate
+//! transcripts. Fields at their defaults are left out of the key too, so transcripts recorded before tools
+//! existed keep their keys. The reply's tool calls are recorded with it and replayed verbatim.
 //! A key recorded several times (a retried call) is replayed in recorded order, then its last reply repeats.
 
 use std::collections::HashMap;
@@ -19,13 +22,22 @@ use sha2::{Digest, Sha256};
 /// The replay key of a request: a hex SHA-256 over the fields that determine the answer.
 #[must_use]
 pub fn request_key(request: &ModelRequest) -> String {
-    let fields = serde_json::json!({
+    let mut fields = serde_json::json!({
         "system": request.system,
         "messages": request.messages,
         "response_schema": request.response_schema,
         "temperature": request.temperature,
         "max_output_tokens": request.max_output_tokens,
     });
+    if !request.tools.is_empty() {
+        fields["tools"] = serde_json::json!(request.tools);
+    }
+    if !request.tool_mode.is_auto() {
+        fields["tool_mode"] = serde_json::json!(request.tool_mode);
+    }
+    if let Some(thinking) = request.thinking {
+        fields["thinking"] = serde_json::json!(thinking);
+    }
     let mut canonical = String::new();
     write_canonical(&fields, &mut canonical);
     let digest = Sha256::digest(canonical.as_bytes());
@@ -148,6 +160,20 @@ impl Model for RecordingModel {
         Ok(reply)
     }
 
+    async fn stream(
+        &self,
+        request: &ModelRequest,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+    ) -> Result<ModelReply, ModelError> {
+        let reply = self.inner.stream(request, on_text).await?;
+        self.append(request, &reply)?;
+        Ok(reply)
+    }
+
+    async fn count_tokens(&self, request: &ModelRequest) -> Result<u64, ModelError> {
+        self.inner.count_tokens(request).await
+    }
+
     fn describe(&self) -> String {
         format!("{} (recording to {})", self.inner.describe(), self.path.display())
     }
@@ -255,6 +281,57 @@ mod tests {
         assert_ne!(request_key(&ModelRequest { temperature: None, ..request() }), base);
         assert_ne!(request_key(&ModelRequest { max_output_tokens: Some(11), ..request() }), base);
         assert_ne!(request_key(&ModelRequest { response_schema: None, ..request() }), base);
+    }
+
+    #[test]
+    fn key_covers_tools_calls_results_and_signatures_but_old_keys_stay() {
+        use cadre_domain::ports::model::{ThinkingLevel, ToolCall, ToolMode, ToolResult, ToolSpec};
+        // A request without tools has the key it had before tools existed: pinned here.
+        assert_eq!(
+            request_key(&request()),
+            "0ff1fd20c731a5b40639543384db95f2a8a4032c4c20f08a2ab45c3626f7c1dd"
+        );
+        let base = request_key(&request());
+        let tool = ToolSpec {
+            name: "t".into(),
+            description: "d".into(),
+            parameters: serde_json::json!({}),
+        };
+        let with_tools = ModelRequest { tools: vec![tool], ..request() };
+        assert_ne!(request_key(&with_tools), base);
+        let required = ModelRequest { tool_mode: ToolMode::Required, ..with_tools.clone() };
+        assert_ne!(request_key(&required), request_key(&with_tools));
+        assert_ne!(
+            request_key(&ModelRequest { thinking: Some(ThinkingLevel::Low), ..request() }),
+            base
+        );
+        let answered = |response: serde_json::Value, signature: Option<&str>| {
+            let mut r = request();
+            r.messages.push(ChatMessage {
+                thought_signature: signature.map(Into::into),
+                tool_calls: vec![ToolCall {
+                    id: None,
+                    name: "t".into(),
+                    args: serde_json::json!({}),
+                    thought_signature: None,
+                }],
+                ..ChatMessage::model("")
+            });
+            r.messages.push(ChatMessage::tool_results(vec![ToolResult {
+                id: None,
+                name: "t".into(),
+                response,
+            }]));
+            request_key(&r)
+        };
+        assert_ne!(
+            answered(serde_json::json!({"a": 1}), None),
+            answered(serde_json::json!({"a": 2}), None)
+        );
+        assert_ne!(
+            answered(serde_json::json!({"a": 1}), None),
+            answered(serde_json::json!({"a": 1}), Some("s"))
+        );
     }
 
     #[test]

@@ -83,3 +83,25 @@ pub fn parse_model_spec(spec: &str) -> Result<ModelSpec, ModelSpecError> {
         _ => Err(fail(&format!("unknown provider `{provider}`"))),
     }
 }
+
+/// Parses `vertex` or `vertex:<model-id>` (Gemini on Vertex AI): `None` when `spec` is another form,
+/// else the model id (`None` for the default). Kept apart from [`ModelSpec`] until the binary matches a
+/// `Vertex` variant; [`crate::VertexConfig::from_env`] builds the rest from the environment.
+///
+/// # Errors
+/// [`ModelSpecError`] when the model id after `vertex:` is empty or contains spaces.
+pub fn parse_vertex_spec(spec: &str) -> Option<Result<Option<String>, ModelSpecError>> {
+    let trimmed = spec.trim();
+    if trimmed == "vertex" {
+        return Some(Ok(None));
+    }
+    let model = trimmed.strip_prefix("vertex:")?;
+    if model.is_empty() || model.contains(char::is_whitespace) {
+        return Some(Err(ModelSpecError {
+            spec: spec.to_owned(),
+            reason: "the vertex model id is empty or contains spaces; use `vertex` or `vertex:<model-id>`"
+                .to_owned(),
+        }));
+    }
+    Some(Ok(Some(model.to_owned())))
+}

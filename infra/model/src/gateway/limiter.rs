@@ -15,9 +15,6 @@ use std::time::Duration;
 use cadre_domain::ports::model::{ModelError, ModelRequest};
 use tokio::time::Instant;
 
-/// How many characters make one token, for estimates made before the provider has counted.
-const CHARS_PER_TOKEN: usize = 4;
-
 /// A limit of `limit` units (requests or tokens) in any window of length `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -52,13 +49,12 @@ impl RateLimit {
     }
 }
 
-/// Estimated tokens of a request before the call: its text at ~4 characters a token, plus the output cap
-/// (or `default_output` when the request sets none).
+/// Estimated tokens of a request before the call: the port's local estimate of its input (~4 bytes a
+/// token over the text, tool declarations, calls and results, and the schema), plus the output cap (or
+/// `default_output` when the request sets none).
 #[must_use]
 pub fn estimate_tokens(request: &ModelRequest, default_output: u32) -> TokenEstimate {
-    let chars = request.system.len() + request.messages.iter().map(|m| m.text.len()).sum::<usize>();
-    let schema = request.response_schema.as_ref().map_or(0, |s| s.to_string().len());
-    let input = u64::try_from((chars + schema).div_ceil(CHARS_PER_TOKEN)).unwrap_or(u64::MAX);
+    let input = cadre_domain::ports::model::estimate_input_tokens(request);
     let output = u64::from(request.max_output_tokens.unwrap_or(default_output));
     TokenEstimate { input, output }
 }
@@ -303,7 +299,17 @@ mod tests {
             cache: cadre_domain::ports::model::CachePolicy::Use,
             ..Default::default()
         };
-        assert_eq!(estimate_tokens(&request, 500), TokenEstimate { input: 21, output: 500 });
+        // (40 + 41 + 8 per turn) / 4, rounded up.
+        assert_eq!(estimate_tokens(&request, 500), TokenEstimate { input: 23, output: 500 });
+        let with_tool = ModelRequest {
+            tools: vec![cadre_domain::ports::model::ToolSpec {
+                name: "t".into(),
+                description: "d".repeat(39),
+                parameters: serde_json::json!({}),
+            }],
+            ..request.clone()
+        };
+        assert_eq!(estimate_tokens(&with_tool, 500).input, 33, "tool declarations count too");
         let capped = ModelRequest { max_output_tokens: Some(7), ..request };
         assert_eq!(estimate_tokens(&capped, 500).output, 7);
     }

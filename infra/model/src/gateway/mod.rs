@@ -14,6 +14,15 @@
 //!    is recorded as `cancelled` from a spawned task), with tokens, latency, attempts and the cost from
 //!    the [`PriceTable`].
 //!
+//! `stream` and `count_tokens` take the same path as `complete`: a streamed call is cached, budgeted,
+//! limited, retried (a broken stream restarts from its beginning; the text handed out before the break
+//! is void, as the port says) and accounted once; a cache hit hands the whole text to `on_text` at once.
+//! A token count is never cached, takes one request (and no tokens) from the limiter, and leaves a row
+//! with zero tokens and zero cost.
+//!
+//! Explicit context caching (`cachedContents`) is not here but in the Gemini provider, which alone can
+//! rewrite a request around a cached prefix; see `gemini/context_cache.rs`.
+//!
 //! Key decision: the gateway owns every cross-call concern (limits, breaker, budget, cache), so providers
 //! stay one-request translators and the engine's retries (of retryable errors) sit on top of a call that
 //! has already retried within its deadline.
@@ -52,7 +61,7 @@ pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use cache::{cache_key, is_cacheable, is_storable, MemoryModelCache};
 pub use ledger::MemoryUsageLedger;
 pub use limiter::{estimate_tokens, RateLimit, TokenEstimate};
-pub use prices::{ModelPrice, PriceTable, TierPrice};
+pub use prices::{ContextCachePrice, ModelPrice, PriceTable, TierPrice};
 pub use retry::{is_retried, RetryPolicy};
 pub use structured::{complete_json, strip_json_fence};
 
@@ -228,17 +237,28 @@ impl Gateway {
     async fn serve(
         &self,
         request: &ModelRequest,
+        op: Op<'_>,
         started: Instant,
         row: &mut PendingRow,
-    ) -> Result<ModelReply, ModelError> {
-        let key = is_cacheable(request).then(|| cache_key(&self.config.model, request));
+    ) -> Result<Answer, ModelError> {
+        let key = (!matches!(op, Op::Count) && is_cacheable(request))
+            .then(|| cache_key(&self.config.model, request));
         if let Some(key) = &key {
             if let Some(reply) = self.cached(key).await {
                 row.record.cache_hit = true;
-                return Ok(reply);
+                if let Op::Stream(on_text) = op {
+                    on_text(&reply.text);
+                }
+                return Ok(Answer::Reply(reply));
             }
         }
-        let estimate = estimate_tokens(request, self.config.default_output_tokens);
+        let estimate = match op {
+            // Counting bills no tokens; it still takes a request from the limiter.
+            Op::Count => TokenEstimate { input: 0, output: 0 },
+            Op::Complete | Op::Stream(_) => {
+                estimate_tokens(request, self.config.default_output_tokens)
+            }
+        };
         let worst = self.price.map_or(0, |p| p.worst_case_micros(estimate));
         if let (Some(team), Some(limit)) = (&request.team, self.config.team_daily_budget_micros) {
             let now = self.ports.clock.now();
@@ -251,15 +271,33 @@ impl Gateway {
                 .reserve(&*self.ports.ledger, task, worst, request.budget_micros)
                 .await?;
         }
-        let reply = self.attempts(request, estimate, started, row).await?;
-        if let Some(key) = &key {
-            if is_storable(request, &reply) {
-                if let Err(e) = self.ports.cache.put(key, &reply, self.ports.clock.now()).await {
+        let answer = self.attempts(request, op, estimate, started, row).await?;
+        if let (Some(key), Answer::Reply(reply)) = (&key, &answer) {
+            if is_storable(request, reply) {
+                if let Err(e) = self.ports.cache.put(key, reply, self.ports.clock.now()).await {
                     warn!(error = %e, "cannot store the reply in the model cache; continuing without");
                 }
             }
         }
-        Ok(reply)
+        Ok(answer)
+    }
+
+    /// One provider call of the kind `op` asks for.
+    async fn call_inner(&self, request: &ModelRequest, op: Op<'_>) -> Result<Answer, ModelError> {
+        match op {
+            Op::Complete => self.inner.complete(request).await.map(Answer::Reply),
+            Op::Stream(on_text) => self.inner.stream(request, on_text).await.map(Answer::Reply),
+            Op::Count => self.inner.count_tokens(request).await.map(Answer::Count),
+        }
+    }
+
+    /// Runs one gateway call of kind `op` and writes its ledger row.
+    async fn run(&self, request: &ModelRequest, op: Op<'_>) -> Result<Answer, ModelError> {
+        let started = Instant::now();
+        let mut row = PendingRow::new(self, request, started);
+        let result = self.serve(request, op, started, &mut row).await;
+        row.finish(result.as_ref().err(), self.price).await;
+        result
     }
 
     /// The cached reply, with zero usage (a hit costs nothing); a cache error or a stale entry is a miss.
@@ -284,10 +322,11 @@ impl Gateway {
     async fn attempts(
         &self,
         request: &ModelRequest,
+        op: Op<'_>,
         estimate: TokenEstimate,
         started: Instant,
         row: &mut PendingRow,
-    ) -> Result<ModelReply, ModelError> {
+    ) -> Result<Answer, ModelError> {
         let deadline = started + self.config.deadline;
         let reserved = estimate.total();
         loop {
@@ -304,13 +343,14 @@ impl Gateway {
                 }
             };
             row.record.attempts += 1;
-            let result = tokio::time::timeout_at(deadline, self.inner.complete(request))
+            // A broken stream is retried from its start: the caller's `on_text` sees the text again.
+            let result = tokio::time::timeout_at(deadline, self.call_inner(request, op))
                 .await
                 .unwrap_or_else(|_| {
                     Err(ModelError::DeadlineExceeded { after_ms: millis(started.elapsed()) })
                 });
             let error = match result {
-                Ok(reply) => {
+                Ok(Answer::Reply(reply)) => {
                     permit.report(Verdict::Up);
                     // A server that reports no usage (some OpenAI-compatible ones) is charged the
                     // estimated input plus the reply at ~4 characters a token, not nothing.
@@ -320,7 +360,12 @@ impl Gateway {
                     };
                     self.limiter.settle(reserved, used);
                     row.record.tokens = row.record.tokens.plus(reply.usage);
-                    return Ok(reply);
+                    return Ok(Answer::Reply(reply));
+                }
+                Ok(count @ Answer::Count(_)) => {
+                    permit.report(Verdict::Up);
+                    self.limiter.settle(reserved, 0);
+                    return Ok(count);
                 }
                 Err(error) => error,
             };
@@ -362,19 +407,57 @@ fn verdict(error: &ModelError, will_retry: bool) -> Verdict {
     }
 }
 
+/// Which port method a gateway call serves.
+#[derive(Clone, Copy)]
+enum Op<'a> {
+    Complete,
+    Stream(&'a (dyn for<'t> Fn(&'t str) + Send + Sync)),
+    Count,
+}
+
+/// What a provider call gave back.
+enum Answer {
+    Reply(ModelReply),
+    Count(u64),
+}
+
+/// Every call, whichever method, goes through [`Gateway::run`]: the same cache (not for counts),
+/// budget, breaker, limits, retries and one ledger row.
 #[async_trait]
 impl Model for Gateway {
     async fn complete(&self, request: &ModelRequest) -> Result<ModelReply, ModelError> {
-        let started = Instant::now();
-        let mut row = PendingRow::new(self, request, started);
-        let result = self.serve(request, started, &mut row).await;
-        row.finish(&result, self.price).await;
-        result
+        match self.run(request, Op::Complete).await? {
+            Answer::Reply(reply) => Ok(reply),
+            Answer::Count(_) => Err(mismatch()),
+        }
+    }
+
+    async fn stream(
+        &self,
+        request: &ModelRequest,
+        on_text: &(dyn for<'t> Fn(&'t str) + Send + Sync),
+    ) -> Result<ModelReply, ModelError> {
+        match self.run(request, Op::Stream(on_text)).await? {
+            Answer::Reply(reply) => Ok(reply),
+            Answer::Count(_) => Err(mismatch()),
+        }
+    }
+
+    async fn count_tokens(&self, request: &ModelRequest) -> Result<u64, ModelError> {
+        match self.run(request, Op::Count).await? {
+            Answer::Count(tokens) => Ok(tokens),
+            Answer::Reply(_) => Err(mismatch()),
+        }
     }
 
     fn describe(&self) -> String {
         self.inner.describe()
     }
+}
+
+/// `call_inner` answers each `Op` with its own `Answer` kind, so this cannot happen.
+fn mismatch() -> ModelError {
+    ModelError::MalformedReply { reason: "the gateway got an answer of the wrong kind".to_owned() }
 }
 
 /// A call's ledger row while the call runs. Dropped unfinished (the caller stopped waiting), it is
@@ -415,12 +498,12 @@ impl PendingRow {
         }
     }
 
-    async fn finish(mut self, result: &Result<ModelReply, ModelError>, price: Option<ModelPrice>) {
+    async fn finish(mut self, error: Option<&ModelError>, price: Option<ModelPrice>) {
         let record = &mut self.record;
         record.latency_ms = millis(self.started.elapsed());
-        record.outcome = match result {
-            Ok(_) => CallOutcome::Ok,
-            Err(e) => CallOutcome::Failed { kind: e.kind().to_owned() },
+        record.outcome = match error {
+            None => CallOutcome::Ok,
+            Some(e) => CallOutcome::Failed { kind: e.kind().to_owned() },
         };
         record.cost_micros = price.map_or(0, |p| p.cost_micros(&record.tokens));
         debug!(

@@ -80,10 +80,20 @@ impl ModelPrice {
     }
 }
 
+/// What explicit context caching (`cachedContents`) costs for one model, beyond the cached-input price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContextCachePrice {
+    /// Storage, in micro-dollars per million tokens per hour.
+    pub storage_per_hour: u64,
+    /// The smallest cache the provider accepts, in tokens.
+    pub min_tokens: u64,
+}
+
 /// Prices by model id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PriceTable {
     models: HashMap<String, ModelPrice>,
+    context_caches: HashMap<String, ContextCachePrice>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +112,15 @@ struct PriceFile {
     output: f64,
     cached_input: f64,
     long_context: Option<LongContextFile>,
+    context_cache: Option<ContextCacheFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextCacheFile {
+    /// USD per million tokens per hour.
+    storage_per_hour: f64,
+    min_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +160,7 @@ impl PriceTable {
         };
         let file: TableFile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let mut models = HashMap::new();
+        let mut context_caches = HashMap::new();
         for (model, price) in file.models {
             let usd = |what: &str, value: f64| {
                 usd_to_micros(value).ok_or_else(|| bad(format!("{model}: {what} is {value}")))
@@ -161,9 +181,17 @@ impl PriceTable {
                 )),
                 None => None,
             };
+            if let Some(cache) = price.context_cache {
+                let storage_per_hour =
+                    usd("context_cache.storage_per_hour", cache.storage_per_hour)?;
+                context_caches.insert(
+                    model.clone(),
+                    ContextCachePrice { storage_per_hour, min_tokens: cache.min_tokens },
+                );
+            }
             models.insert(model, ModelPrice { base, long_context });
         }
-        Ok(PriceTable { models })
+        Ok(PriceTable { models, context_caches })
     }
 
     /// Adds or replaces one model's price.
@@ -178,6 +206,24 @@ impl PriceTable {
     pub fn price(&self, model: &str) -> Option<ModelPrice> {
         let model = model.strip_prefix("models/").unwrap_or(model);
         self.models.get(model).copied()
+    }
+
+    /// What context caching costs for `model`, if the table says (without it, caching stays off).
+    #[must_use]
+    pub fn context_cache(&self, model: &str) -> Option<ContextCachePrice> {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        self.context_caches.get(model).copied()
+    }
+
+    /// Adds or replaces one model's context-cache price.
+    #[must_use]
+    pub fn with_context_cache(
+        mut self,
+        model: impl Into<String>,
+        price: ContextCachePrice,
+    ) -> PriceTable {
+        self.context_caches.insert(model.into(), price);
+        self
     }
 }
 
@@ -202,6 +248,10 @@ mod tests {
         );
         assert_eq!(table, PriceTable::builtin());
         assert_eq!(table.price("no-such-model"), None);
+        assert_eq!(
+            table.context_cache("gemini-3-flash-preview"),
+            Some(ContextCachePrice { storage_per_hour: 1_000_000, min_tokens: 1024 })
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::{ask, dead_port_url, gemini_at, openai_at};
 const NOW: Timestamp = Timestamp(1_795_564_800_000);
 
 /// $1 per 1M input tokens, $2 per 1M output, $0.10 per 1M cached: a token costs 1 or 2 micro-dollars.
-fn config() -> GatewayConfig {
+pub(crate) fn config() -> GatewayConfig {
     let mut config = GatewayConfig::new("gemini-test");
     config.prices =
         PriceTable::default().with("gemini-test", ModelPrice::per_million_usd(1.0, 2.0, 0.1));
@@ -43,14 +43,14 @@ fn config() -> GatewayConfig {
     config
 }
 
-struct Fixture {
-    gateway: Gateway,
-    ledger: Arc<MemoryUsageLedger>,
-    cache: Arc<MemoryModelCache>,
+pub(crate) struct Fixture {
+    pub(crate) gateway: Gateway,
+    pub(crate) ledger: Arc<MemoryUsageLedger>,
+    pub(crate) cache: Arc<MemoryModelCache>,
 }
 
 impl Fixture {
-    fn new(provider: Arc<dyn Model>, config: GatewayConfig) -> Fixture {
+    pub(crate) fn new(provider: Arc<dyn Model>, config: GatewayConfig) -> Fixture {
         let ledger = Arc::new(MemoryUsageLedger::new());
         let cache = Arc::new(MemoryModelCache::default());
         let ports = GatewayPorts {
@@ -61,17 +61,17 @@ impl Fixture {
         Fixture { gateway: Gateway::new(provider, config, ports).unwrap(), ledger, cache }
     }
 
-    fn at(server: &ModelServer, config: GatewayConfig) -> Fixture {
+    pub(crate) fn at(server: &ModelServer, config: GatewayConfig) -> Fixture {
         Fixture::new(Arc::new(gemini_at(&server.base_url(), Duration::from_secs(10))), config)
     }
 
     /// The only ledger row, after the only call.
-    fn row(&self) -> UsageRecord {
+    pub(crate) fn row(&self) -> UsageRecord {
         let [row] = self.ledger.records().try_into().unwrap();
         row
     }
 
-    fn outcomes(&self) -> Vec<String> {
+    pub(crate) fn outcomes(&self) -> Vec<String> {
         self.ledger.records().iter().map(|r| r.outcome.label().to_owned()).collect()
     }
 }
@@ -539,4 +539,63 @@ async fn unusable_configurations_are_refused_with_the_setting_named() {
             "{error}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_prompt_blocked_by_prompt_feedback_is_blocked_not_retried_and_accounted() {
+    let server = ModelServer::start().await;
+    server.respond_with(|_| Scripted::Status {
+        code: 200,
+        body: json!({"promptFeedback": {"blockReason": "SAFETY", "blockReasonMessage": "unsafe prompt"},
+                     "usageMetadata": {"promptTokenCount": 7}}),
+    });
+    let f = Fixture::at(&server, config());
+    let error = f.gateway.complete(&bypass("hello")).await.unwrap_err();
+    assert!(
+        matches!(&error, ModelError::Blocked { reason } if reason.contains("SAFETY") && reason.contains("unsafe prompt")),
+        "{error:?}"
+    );
+    assert_eq!(server.request_count(), 1);
+    let row = f.row();
+    assert_eq!((row.outcome, row.attempts), (failed("blocked"), 1));
+}
+
+#[tokio::test]
+async fn a_slow_stream_past_the_deadline_is_deadline_exceeded_with_its_row() {
+    let server = ModelServer::start().await;
+    server.push(Scripted::Delay { millis: 3_000, then: Box::new(Scripted::Text("late".into())) });
+    let f =
+        Fixture::at(&server, GatewayConfig { deadline: Duration::from_millis(200), ..config() });
+    let error = f.gateway.stream(&bypass("hello"), &|_| {}).await.unwrap_err();
+    assert!(matches!(error, ModelError::DeadlineExceeded { .. }), "{error:?}");
+    let row = f.row();
+    assert_eq!((row.outcome, row.attempts), (failed("deadline_exceeded"), 1));
+}
+
+#[tokio::test]
+async fn concurrent_streaming_callers_never_exceed_the_request_limit_and_all_finish() {
+    const CALLERS: usize = 6;
+    let window = Duration::from_millis(200);
+    let server = ModelServer::start().await;
+    server.respond_with(|request| Scripted::Text(format!("re: {}", request.last_user_text)));
+    let config =
+        GatewayConfig { requests: Some(RateLimit { limit: 3, window, burst: 1 }), ..config() };
+    let f = Arc::new(Fixture::at(&server, config));
+    let mut callers = tokio::task::JoinSet::new();
+    for i in 0..CALLERS {
+        let f = Arc::clone(&f);
+        callers
+            .spawn(async move { f.gateway.stream(&bypass(&format!("caller {i}")), &|_| {}).await });
+    }
+    for reply in callers.join_all().await {
+        assert!(reply.unwrap().text.starts_with("re: caller "));
+    }
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), CALLERS);
+    assert!(server.requests().iter().all(|r| r.stream));
+    for (i, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..].iter().filter(|t| **t - *start <= window).count();
+        assert!(in_window <= 3, "{in_window} requests within {window:?} of request {i}");
+    }
+    assert_eq!(f.outcomes(), vec!["ok"; CALLERS]);
 }

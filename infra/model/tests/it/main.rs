@@ -1,15 +1,26 @@
 //! Providers tested at the wire against the local `ModelServer`, never by mocking the `Model` trait.
 
+mod batch;
+mod context_cache;
+mod count;
+mod embed;
 mod gateway;
 mod gemini;
+mod interactions;
 mod openai;
 mod replay;
 mod spec;
+mod stream;
+mod tools;
+mod vertex;
 
 use std::time::Duration;
 
 use cadre_domain::ports::model::{CachePolicy, ChatMessage, ModelRequest};
-use cadre_model::{ApiKey, GeminiConfig, GeminiModel, OpenAiCompatConfig, OpenAiCompatModel};
+use cadre_model::{
+    ApiKey, GeminiConfig, GeminiModel, GoogleCredentials, OpenAiCompatConfig, OpenAiCompatModel,
+    VertexConfig,
+};
 
 /// A plain request with one user turn.
 fn ask(text: &str) -> ModelRequest {
@@ -48,4 +59,24 @@ fn dead_port_url() -> String {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     format!("http://127.0.0.1:{port}")
+}
+
+/// Gemini on Vertex AI at the local server, with tokens from its metadata-server path.
+fn vertex_at(server: &cadre_testkit::model_server::ModelServer) -> GeminiModel {
+    GeminiModel::vertex(vertex_config(
+        server,
+        GoogleCredentials::metadata_server(Some(&server.host())),
+    ))
+    .unwrap()
+}
+
+fn vertex_config(
+    server: &cadre_testkit::model_server::ModelServer,
+    credentials: GoogleCredentials,
+) -> VertexConfig {
+    let mut config = VertexConfig::new("test-project", "us-central1", credentials);
+    config.model = "gemini-test".to_owned();
+    config.base_url = Some(server.base_url());
+    config.timeout = Duration::from_secs(10);
+    config
 }

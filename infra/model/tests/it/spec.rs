@@ -66,3 +66,35 @@ fn api_key_rejects_empty_and_multiline_keys_without_echoing_them() {
     let error = ApiKey::new("secret\nvalue").unwrap_err().to_string();
     assert!(!error.contains("secret"), "{error}");
 }
+
+#[test]
+fn vertex_specs_are_parsed_apart() {
+    use cadre_model::parse_vertex_spec;
+    assert_eq!(parse_vertex_spec("gemini"), None);
+    assert_eq!(parse_vertex_spec("vertex"), Some(Ok(None)));
+    assert_eq!(
+        parse_vertex_spec("vertex:gemini-3-flash-preview"),
+        Some(Ok(Some("gemini-3-flash-preview".into())))
+    );
+    assert!(matches!(parse_vertex_spec("vertex:"), Some(Err(_))));
+}
+
+#[test]
+fn vertex_config_comes_from_the_environment() {
+    use cadre_model::VertexConfig;
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+    };
+    let config = VertexConfig::from_env(
+        Some("gemini-3-pro-preview"),
+        &env(&[("GOOGLE_CLOUD_PROJECT", "proj"), ("GCE_METADATA_HOST", "127.0.0.1:1")]),
+    )
+    .unwrap();
+    assert_eq!(
+        (config.project.as_str(), config.location.as_str(), config.model.as_str()),
+        ("proj", "global", "gemini-3-pro-preview")
+    );
+    assert_eq!(config.credentials.kind(), "metadata server");
+    let error = VertexConfig::from_env(None, &env(&[])).unwrap_err().to_string();
+    assert!(error.contains("GOOGLE_CLOUD_PROJECT"), "{error}");
+}
