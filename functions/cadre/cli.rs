@@ -199,7 +199,9 @@ pub(crate) struct TaskArgs {
 
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ModelArgs {
-    /// The model: `gemini[:MODEL_ID]`, `openai:MODEL@BASE_URL` (Ollama, vLLM, llama.cpp) or `replay:FILE`.
+    /// The model: `gemini[:MODEL_ID]` (Gemini API, GEMINI_API_KEY), `vertex[:MODEL_ID]` (Gemini on Vertex
+    /// AI: GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_LOCATION, Application Default Credentials),
+    /// `openai:MODEL@BASE_URL` (Ollama, vLLM, llama.cpp) or `replay:FILE`.
     #[arg(long, env = "CADRE_MODEL", default_value = "gemini")]
     pub(crate) model: String,
     /// Record every model request and reply to this JSONL file (replay it later with `--model replay:FILE`).

@@ -18,19 +18,18 @@ use cadre_knowledge::{EmbeddedKnowledge, Progress};
 
 use crate::cli::{IndexArgs, SearchArgs};
 use crate::out;
-use crate::wiring::Home;
+use crate::wiring::{Core, Environment, Home};
 
 /// Notes listed in full before "… and N more".
 const NOTES_SHOWN: usize = 10;
 
-fn open(home: &Home) -> Result<EmbeddedKnowledge> {
-    let dir = home.knowledge();
-    EmbeddedKnowledge::open(&dir)
-        .with_context(|| format!("cannot open the knowledge base in {}", dir.display()))
+/// The knowledge base, with the embedder `CADRE_EMBED` names (lexical only without one).
+fn open(home: &Home, env: &Environment) -> Result<Arc<EmbeddedKnowledge>> {
+    Ok(Core::open_with_embeddings(home, env)?.knowledge)
 }
 
-pub(crate) async fn index(args: IndexArgs, home: &Home) -> Result<ExitCode> {
-    let kb = open(home)?;
+pub(crate) async fn index(args: IndexArgs, home: &Home, env: &Environment) -> Result<ExitCode> {
+    let kb = open(home, env)?;
     let root = args
         .path
         .canonicalize()
@@ -137,8 +136,8 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-pub(crate) async fn search(args: SearchArgs, home: &Home) -> Result<ExitCode> {
-    let kb = open(home)?;
+pub(crate) async fn search(args: SearchArgs, home: &Home, env: &Environment) -> Result<ExitCode> {
+    let kb = open(home, env)?;
     let key = EmbeddedKnowledge::repo_key(&args.path)
         .with_context(|| format!("cannot search {}", args.path.display()))?;
     let mut languages = Vec::new();

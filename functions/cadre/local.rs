@@ -30,7 +30,7 @@ pub(crate) async fn task(
     if args.max_rounds == 0 {
         bail!("--max-rounds 0 leaves no round to generate a change; use 1 or more");
     }
-    let core = Core::open(home)?;
+    let core = Core::open_with_embeddings(home, env)?;
     let repo = cadre_domain::ports::Workspace::inspect(core.workspace.as_ref(), &args.repo).await?;
     if !repo.dirty.is_empty() && !args.allow_dirty {
         let shown: Vec<&str> = repo.dirty.iter().take(5).map(String::as_str).collect();
@@ -173,7 +173,7 @@ pub(crate) async fn serve_worker(
     if config.concurrency == 0 {
         bail!("--concurrency 0 would never take a message; use 1 or more");
     }
-    let core = Core::open(home)?;
+    let core = Core::open_with_embeddings(home, env)?;
     let (model, _endpoint): (Arc<dyn Model>, _) = wiring::model(model_args, env, &core)?;
     tracing::info!(model = %model.describe(), home = %home.root.display(), "worker starting");
     let sandbox = wiring::sandbox(sandbox, home, env)?;

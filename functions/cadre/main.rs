@@ -67,8 +67,8 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Cancel { task } => review::cancel(&task, &home).await,
         Command::Resume { task, budget_usd } => review::resume(&task, budget_usd, &home).await,
         Command::Usage { task, by } => usage::usage(task, by, &home).await,
-        Command::Index(args) => knowledge::index(args, &home).await,
-        Command::Search(args) => knowledge::search(args, &home).await,
+        Command::Index(args) => knowledge::index(args, &home, env).await,
+        Command::Search(args) => knowledge::search(args, &home, env).await,
     }
 }
 

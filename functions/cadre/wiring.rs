@@ -5,12 +5,17 @@
 
 use anyhow::{bail, Context, Result};
 use cadre_domain::ports::clock::SystemClock;
+use cadre_domain::ports::knowledge::Embedder;
 use cadre_domain::ports::model_cache::ModelCache;
 use cadre_domain::ports::usage::UsageLedger;
 use cadre_domain::ports::Sandbox;
 use cadre_domain::ports::{Clock, Model, Queue, StateStore};
 use cadre_domain::Ports;
 use cadre_knowledge::EmbeddedKnowledge;
+use cadre_model::embed::{
+    EmbedGateway, EmbedGatewayConfig, EmbeddingProvider, GeminiEmbeddings, GeminiEmbeddingsConfig,
+    OpenAiEmbeddings, OpenAiEmbeddingsConfig,
+};
 use cadre_model::{
     parse_model_spec, ApiKey, Gateway, GatewayConfig, GatewayPorts, GeminiConfig, GeminiModel,
     ModelSpec, OpenAiCompatConfig, OpenAiCompatModel, PriceTable, RateLimit, RecordingModel,
@@ -39,6 +44,8 @@ pub(crate) struct Environment {
     gemini_api_key: Option<String>,
     gemini_base_url: Option<String>,
     openai_api_key: Option<String>,
+    embed: Option<String>,
+    embed_dims: Option<String>,
     xdg_data_home: Option<PathBuf>,
     home: Option<PathBuf>,
     pub(crate) log_filter: Option<String>,
@@ -52,6 +59,8 @@ impl Environment {
             gemini_api_key: var("GEMINI_API_KEY").or_else(|| var("GOOGLE_API_KEY")),
             gemini_base_url: var("CADRE_GEMINI_BASE_URL"),
             openai_api_key: var("OPENAI_API_KEY"),
+            embed: var("CADRE_EMBED"),
+            embed_dims: var("CADRE_EMBED_DIMS"),
             xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
             log_filter: var("CADRE_LOG"),
@@ -131,6 +140,20 @@ impl Core {
         })
     }
 
+    /// Opens `home` with the knowledge base computing embeddings when `CADRE_EMBED` asks for them
+    /// (`gemini[:MODEL]` or `openai:MODEL@BASE_URL`, dimensions from `CADRE_EMBED_DIMS`, default 768):
+    /// vector and fused retrieval then work; without it retrieval is lexical and says so.
+    pub(crate) fn open_with_embeddings(home: &Home, env: &Environment) -> Result<Self> {
+        let mut core = Core::open(home)?;
+        if let Some(embedder) = embedder(env, &core)? {
+            let dir = home.knowledge();
+            let knowledge = EmbeddedKnowledge::open(&dir)
+                .with_context(|| format!("cannot open the knowledge base in {}", dir.display()))?;
+            core.knowledge = Arc::new(knowledge.with_embedder(embedder));
+        }
+        Ok(core)
+    }
+
     /// Every port, for commands that run steps.
     pub(crate) fn ports(&self, model: Arc<dyn Model>, sandbox: Arc<dyn Sandbox>) -> Ports {
         Ports {
@@ -184,6 +207,17 @@ pub(crate) fn model(
     env: &Environment,
     core: &Core,
 ) -> Result<(Arc<dyn Model>, Option<String>)> {
+    if let Some(vertex) = cadre_model::parse_vertex_spec(&args.model) {
+        // Gemini on Vertex AI: project and location from GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION,
+        // the token from Application Default Credentials or the metadata server (on Cloud Run).
+        let model = vertex?;
+        let config = cadre_model::VertexConfig::from_env(model.as_deref(), &|name| {
+            std::env::var(name).ok()
+        })?;
+        let model_id = config.model.clone();
+        let provider: Arc<dyn Model> = Arc::new(GeminiModel::vertex(config)?);
+        return gateway(provider, args, model_id, core).map(|m| (m, None));
+    }
     let spec = parse_model_spec(&args.model)?;
     let model_id = match &spec {
         ModelSpec::Gemini { model } => {
@@ -219,6 +253,16 @@ pub(crate) fn model(
         }
         ModelSpec::Replay { path } => (Arc::new(ReplayModel::open(&path)?), None),
     };
+    Ok((gateway(model, args, model_id, core)?, endpoint))
+}
+
+/// The provider behind the gateway (and the recorder, when `--record` is given).
+fn gateway(
+    model: Arc<dyn Model>,
+    args: &ModelArgs,
+    model_id: String,
+    core: &Core,
+) -> Result<Arc<dyn Model>> {
     let model: Arc<dyn Model> = match &args.record {
         Some(file) => Arc::new(RecordingModel::new(model, file.clone())?),
         None => model,
@@ -232,7 +276,49 @@ pub(crate) fn model(
             clock: core.clock.clone(),
         },
     )?;
-    Ok((Arc::new(gateway), endpoint))
+    Ok(Arc::new(gateway))
+}
+
+/// The embedder `CADRE_EMBED` names, behind the embedding gateway (limits, retries, accounting).
+fn embedder(env: &Environment, core: &Core) -> Result<Option<Arc<dyn Embedder>>> {
+    let Some(spec) = env.embed.as_deref() else { return Ok(None) };
+    let dims: usize = match env.embed_dims.as_deref() {
+        Some(text) => text.trim().parse().with_context(|| {
+            format!("CADRE_EMBED_DIMS={text} is not a number of dimensions; set e.g. 768")
+        })?,
+        None => 768,
+    };
+    let provider: Arc<dyn EmbeddingProvider> = if spec == "gemini" || spec.starts_with("gemini:") {
+        let Some(key) = env.gemini_api_key.clone() else {
+            bail!("CADRE_EMBED={spec} needs GEMINI_API_KEY; export it, or unset CADRE_EMBED for lexical retrieval");
+        };
+        let mut config = GeminiEmbeddingsConfig::new(ApiKey::new(key)?, dims);
+        if let Some(model) = spec.strip_prefix("gemini:") {
+            config.model = model.to_owned();
+        }
+        if let Some(url) = &env.gemini_base_url {
+            config.base_url = url.clone();
+        }
+        Arc::new(GeminiEmbeddings::new(config)?)
+    } else if let Some((model, url)) = spec.strip_prefix("openai:").and_then(|s| s.split_once('@'))
+    {
+        let mut config = OpenAiEmbeddingsConfig::new(url, model, dims);
+        if let Some(key) = &env.openai_api_key {
+            config.api_key = Some(ApiKey::new(key.clone())?);
+        }
+        Arc::new(OpenAiEmbeddings::new(config)?)
+    } else {
+        bail!(
+            "CADRE_EMBED={spec} is not an embedder; use gemini[:MODEL] or openai:MODEL@BASE_URL (Ollama, vLLM, llama.cpp), or unset it"
+        );
+    };
+    let gateway = EmbedGateway::new(
+        provider,
+        EmbedGatewayConfig::default(),
+        core.ledger.clone(),
+        core.clock.clone(),
+    )?;
+    Ok(Some(Arc::new(gateway)))
 }
 
 /// Dollars as micro-dollars, refusing what is not a positive, finite amount.

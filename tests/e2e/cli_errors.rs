@@ -40,6 +40,11 @@ async fn no_model_configured() {
         .run(&["task", "--repo", repo.path().to_str().unwrap(), "x"])
         .await;
     assert_clear_error(out, &["model spec \"claude\" is not valid", "openai:<model>@<base_url>"]);
+    let out = Cadre::new()
+        .env("CADRE_MODEL", "vertex:gemini-3-flash-preview")
+        .run(&["task", "--repo", repo.path().to_str().unwrap(), "x"])
+        .await;
+    assert_clear_error(out, &["GOOGLE_CLOUD_PROJECT"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,3 +64,77 @@ async fn searching_a_repository_never_indexed_says_how_to_index_it() {
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("cadre index"), "{}", out.stderr);
 }
+
+/// A local server speaking OpenAI's `/v1/embeddings` wire format. Its vectors are hashed bags of
+/// lowercase words (8 dimensions): not a language model, but deterministic and close for texts that
+/// share words, which is what this test needs to see the vector path work end to end.
+async fn embeddings_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/embeddings",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let inputs: Vec<String> = match &body["input"] {
+                    serde_json::Value::Array(items) => {
+                        items.iter().map(|i| i.as_str().unwrap_or_default().to_owned()).collect()
+                    }
+                    other => vec![other.as_str().unwrap_or_default().to_owned()],
+                };
+                let data: Vec<serde_json::Value> = inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(index, text)| {
+                        let mut v = [0f32; 8];
+                        for word in
+                            text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
+                        {
+                            let h = word
+                                .to_lowercase()
+                                .bytes()
+                                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+                            v[(h % 8) as usize] += 1.0;
+                        }
+                        serde_json::json!({"object": "embedding", "index": index, "embedding": v})
+                    })
+                    .collect();
+                axum::Json(serde_json::json!({
+                    "object": "list", "data": data, "model": "hashed-words",
+                    "usage": {"prompt_tokens": inputs.len(), "total_tokens": inputs.len()}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_embedder_configured_search_fuses_lexical_and_vector_retrieval() {
+    let (url, calls) = embeddings_server().await;
+    let repo = Repo::new(PROJECT);
+    let cadre = Cadre::new()
+        .env("CADRE_EMBED", &format!("openai:hashed-words@{url}"))
+        .env("CADRE_EMBED_DIMS", "8");
+    let root = repo.path().to_str().unwrap();
+    let out = cadre.run(&["index", root]).await.expect_code(0);
+    assert!(out.stdout.contains("indexed "), "{}", out.stdout);
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "chunks were embedded at index time"
+    );
+    let found = cadre.run(&["search", root, "parse config"]).await.expect_code(0);
+    assert!(found.stdout.contains("lexical + vector (fused)"), "{}", found.stdout);
+    let first = found.stdout.lines().nth(1).unwrap_or_default();
+    assert!(first.contains("src/parser.rs"), "{}", found.stdout);
+    // A bad spec is refused with the fix.
+    let bad =
+        Cadre::new().env("CADRE_EMBED", "word2vec").run(&["index", root]).await.expect_code(2);
+    assert!(bad.stderr.contains("use gemini[:MODEL] or openai:MODEL@BASE_URL"), "{}", bad.stderr);
+}

@@ -62,6 +62,8 @@ impl Cadre {
             .env_remove("CADRE_MODEL")
             .env_remove("CADRE_GEMINI_BASE_URL")
             .env_remove("OPENAI_API_KEY")
+            .env_remove("GOOGLE_CLOUD_PROJECT")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
