@@ -38,6 +38,16 @@ pub(crate) const SANDBOX_RUNNER_ARG: &str = "__sandbox-runner";
 /// The name of the embedded queue that carries step messages.
 const STEPS_QUEUE: &str = "steps";
 
+/// The variables Google's libraries read to find a project and credentials.
+const GOOGLE_VARS: [&str; 6] = [
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "HOME",
+    "GCE_METADATA_HOST",
+];
+
 /// Environment variables Cadre reads, read once at start.
 #[derive(Debug, Default)]
 pub(crate) struct Environment {
@@ -46,6 +56,8 @@ pub(crate) struct Environment {
     openai_api_key: Option<String>,
     embed: Option<String>,
     embed_dims: Option<String>,
+    /// What Google's client conventions read (project, location, credentials, metadata host), for Vertex AI.
+    google: Vec<(&'static str, String)>,
     xdg_data_home: Option<PathBuf>,
     home: Option<PathBuf>,
     pub(crate) log_filter: Option<String>,
@@ -60,6 +72,10 @@ impl Environment {
             gemini_base_url: var("CADRE_GEMINI_BASE_URL"),
             openai_api_key: var("OPENAI_API_KEY"),
             embed: var("CADRE_EMBED"),
+            google: GOOGLE_VARS
+                .iter()
+                .filter_map(|name| var(name).map(|value| (*name, value)))
+                .collect(),
             embed_dims: var("CADRE_EMBED_DIMS"),
             xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
@@ -211,9 +227,10 @@ pub(crate) fn model(
         // Gemini on Vertex AI: project and location from GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION,
         // the token from Application Default Credentials or the metadata server (on Cloud Run).
         let model = vertex?;
-        let config = cadre_model::VertexConfig::from_env(model.as_deref(), &|name| {
-            std::env::var(name).ok()
-        })?;
+        let lookup = |name: &str| {
+            env.google.iter().find(|(n, _)| *n == name).map(|(_, value)| value.clone())
+        };
+        let config = cadre_model::VertexConfig::from_env(model.as_deref(), &lookup)?;
         let model_id = config.model.clone();
         let provider: Arc<dyn Model> = Arc::new(GeminiModel::vertex(config)?);
         return gateway(provider, args, model_id, core).map(|m| (m, None));
