@@ -99,6 +99,18 @@ pub(crate) enum Command {
     Index(IndexArgs),
     /// Search an indexed repository: ranked `file:line  score  symbol`.
     Search(SearchArgs),
+    /// Serve the Language Server Protocol on stdio: Cadre's agents as code actions in your editor,
+    /// with the tasks run by a worker in this process (see lsp/README.md).
+    Lsp {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Messages the in-process worker handles at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Accepted because editors pass it; stdio is the only transport.
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
     /// Run a worker that takes messages off the queue until stopped (Ctrl-C), or until idle.
     ServeWorker {
         #[command(flatten)]

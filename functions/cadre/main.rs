@@ -7,6 +7,7 @@
 mod cli;
 mod knowledge;
 mod local;
+mod lsp;
 mod out;
 mod review;
 mod usage;
@@ -59,6 +60,9 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::ServeWorker { model, until_idle, concurrency } => {
             let config = EngineConfig { concurrency, ..engine };
             local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env).await
+        }
+        Command::Lsp { model, concurrency, stdio: _ } => {
+            lsp::lsp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
         }
         Command::Status { task } => review::status(task, &home).await,
         Command::Show { task, only } => review::show(&task, only, &home).await,

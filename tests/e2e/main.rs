@@ -3,6 +3,7 @@
 
 mod budget;
 mod cli_errors;
+mod editor;
 mod harness;
 mod knowledge;
 mod pipeline;

@@ -21,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("infra/sqlite", &[]),
     ("infra/usage", &["cadre-domain", "cadre-sqlite"]),
     ("infra/knowledge", &["cadre-domain"]),
+    ("lsp", &["cadre-domain"]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.
