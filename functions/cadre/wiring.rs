@@ -196,7 +196,7 @@ pub(crate) fn sandbox(
             tracing::warn!(
                 "--sandbox host: the repository's tests run as plain processes with no isolation"
             );
-            Ok(Arc::new(HostSandbox::new()))
+            Ok(Arc::new(HostSandbox::new().with_state_dir(home.root.join("host-sandbox"))))
         }
         SandboxKind::Youki => {
             let program = std::env::current_exe()

@@ -151,6 +151,7 @@ pub async fn run_suite(
         timeout: Duration::from_secs(task.settings.test_timeout_secs),
         output_limit: RUN_OUTPUT_LIMIT,
         network: Default::default(),
+        cache: Some(task.id.to_string()),
     };
     let run = ports.sandbox.run(&spec).await?;
     let (output, reports) = test_output::junit::split(&run.output);

@@ -5,7 +5,14 @@
 //! future was dropped (the engine cancelled the step), or the shell exited leaving background jobs.
 //! A process that leaves the group on purpose (`setsid`) escapes it; closing that gap is the
 //! container sandbox's job.
+//!
+//! Build caches ([`RunSpec::cache`]) get the container sandbox's environment (`CARGO_TARGET_DIR`
+//! and the like) pointing into `<state dir>/caches/<escaped key>/data`, so a task's rounds build
+//! incrementally here too. They are **not isolated**: any run, and anything else this user runs,
+//! can read and write every cache. The state dir must be a directory owned by this user, since a
+//! default under the shared temp directory could otherwise be planted by another user.
 
+use crate::cache::{self, Caches};
 use crate::capture::Capture;
 use crate::limits;
 use async_trait::async_trait;
@@ -14,8 +21,11 @@ use cadre_domain::report::Isolation;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Once};
+use std::time::Duration;
 use tokio::process::Command;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -32,9 +42,14 @@ static WARN_UNISOLATED: Once = Once::new();
 /// It cannot restrict the network: [`RunSpec::network`] is ignored, and every run reaches
 /// whatever the host reaches, `NetworkAccess::LoopbackOnly` included (a plain subprocess shares
 /// the host's network namespace; making a new one needs the privileges this runner does without).
+///
+/// Build caches live under its state dir ([`HostSandbox::with_state_dir`]; by default
+/// `cadre-host-sandbox-<uid>` in the temp directory), unisolated like everything else; see the
+/// module docs.
 #[derive(Debug)]
 pub struct HostSandbox {
-    _private: (),
+    state_dir: PathBuf,
+    caches: Arc<Caches>,
 }
 
 impl HostSandbox {
@@ -48,7 +63,66 @@ impl HostSandbox {
                  the code under test can touch anything this user can"
             );
         });
-        HostSandbox { _private: () }
+        let uid = nix::unistd::geteuid();
+        let state_dir = std::env::temp_dir().join(format!("cadre-host-sandbox-{uid}"));
+        Self::build(state_dir, cache::DEFAULT_CACHE_MAX_AGE)
+    }
+
+    fn build(state_dir: PathBuf, max_age: Duration) -> Self {
+        let caches = Arc::new(Caches::new(state_dir.join("caches"), max_age));
+        HostSandbox { state_dir, caches }
+    }
+
+    /// Keeps build caches under `dir` (created on first use, mode 0700) instead of the temp
+    /// directory.
+    #[must_use]
+    pub fn with_state_dir(self, dir: impl Into<PathBuf>) -> Self {
+        Self::build(dir.into(), self.caches.max_age())
+    }
+
+    /// Deletes build caches unused for longer than `age` (default 7 days): at the first run, then
+    /// at most hourly.
+    #[must_use]
+    pub fn with_cache_max_age(self, age: Duration) -> Self {
+        Self::build(self.state_dir, age)
+    }
+
+    /// Deletes the build cache of `key`. Returns whether there was one.
+    ///
+    /// # Errors
+    /// [`SandboxError::Spawn`] for a key no cache can have (empty, or over 80 bytes),
+    /// [`SandboxError::Runtime`] while a run of this sandbox uses the cache, or when deleting fails.
+    pub async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
+        let (caches, key) = (Arc::clone(&self.caches), key.to_owned());
+        tokio::task::spawn_blocking(move || caches.remove(&key))
+            .await
+            .map_err(|e| SandboxError::Runtime(format!("removing the build cache failed: {e}")))?
+    }
+
+    /// Creates the state dir and its cache root, refusing a state dir this user does not own.
+    fn prepare_state(&self) -> io::Result<()> {
+        let dir = &self.state_dir;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let meta = std::fs::symlink_metadata(dir)?;
+        let me = nix::unistd::geteuid().as_raw();
+        if !meta.is_dir() || meta.uid() != me {
+            return Err(io::Error::other(format!(
+                "{} is not a directory owned by uid {me}; remove it, or choose another with \
+                 HostSandbox::with_state_dir",
+                dir.display()
+            )));
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir.join("caches")) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The run's build cache directory, created if new, and stamped used.
+    fn open_cache(&self, name: &str) -> io::Result<PathBuf> {
+        self.prepare_state()?;
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        self.caches.open(name, uid, gid)
     }
 }
 
@@ -95,6 +169,25 @@ impl Sandbox for HostSandbox {
         let spawn_error =
             |reason: String| SandboxError::Spawn { command: spec.command.clone(), reason };
         let started = Instant::now();
+        if self.caches.sweep_due() {
+            let caches = Arc::clone(&self.caches);
+            drop(tokio::task::spawn_blocking(move || caches.sweep()));
+        }
+        // Held until the run is over (declared before the process group, so dropped after it).
+        let lease = spec.cache.as_ref().map(|key| self.caches.lease(key)).transpose();
+        let lease = lease.map_err(spawn_error)?;
+        let cache_env = match &lease {
+            Some(lease) => {
+                let data = self.open_cache(lease.name()).map_err(|e| {
+                    SandboxError::Runtime(format!(
+                        "cannot prepare the build cache under {}: {e}",
+                        self.state_dir.display()
+                    ))
+                })?;
+                cache::env(&data)
+            }
+            None => Vec::new(),
+        };
 
         let (stdout, stderr, pump) =
             Capture::start(spec.output_limit).map_err(spawn_error)?.into_parts();
@@ -103,7 +196,7 @@ impl Sandbox for HostSandbox {
         cmd.arg("-c")
             .arg(&spec.command)
             .current_dir(&spec.workdir)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(cache_env.iter().chain(&spec.env).map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
@@ -136,6 +229,7 @@ impl Sandbox for HostSandbox {
         }
         let (output, truncated) = pump.finish(&spec.command).await?;
         drop(group);
+        drop(lease);
         let timed_out = exited.is_none();
         let exit_code = exited.and_then(|s| s.code());
         let duration = started.elapsed();

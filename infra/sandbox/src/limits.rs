@@ -24,6 +24,14 @@ impl Default for Limits {
     }
 }
 
+/// The CFS weight (`cpu.shares`) of a cgroup allowed `millicores`: 1024 per core, what as many
+/// busy host processes weigh together (Kubernetes' conversion). Without it a run's cgroup weighs
+/// as one process, so on a busy host a run of a multi-process build gets a fraction of the CPU the
+/// same build gets outside and takes far longer than its CPU limit implies.
+pub(crate) fn cpu_shares(millicores: u32) -> u64 {
+    (u64::from(millicores) * 1024 / 1000).max(2)
+}
+
 /// "memory limit 512 MiB".
 pub(crate) fn describe_memory(bytes: u64) -> String {
     format!("memory limit {}", human_bytes(bytes))
@@ -66,5 +74,8 @@ mod tests {
         assert_eq!(describe_timeout(Duration::from_secs(30)), "timeout 30 s");
         assert_eq!(describe_timeout(Duration::from_millis(1500)), "timeout 1500 ms");
         assert_eq!(describe_timeout(Duration::from_millis(250)), "timeout 250 ms");
+        assert_eq!(cpu_shares(2000), 2048);
+        assert_eq!(cpu_shares(500), 512);
+        assert_eq!(cpu_shares(1), 2, "the kernel's minimum");
     }
 }

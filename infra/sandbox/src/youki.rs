@@ -1,12 +1,22 @@
 //! [`YoukiSandbox`]: each run in a fresh container built with youki's `libcontainer`.
 //!
 //! A run gets its own PID, mount, IPC, UTS, cgroup and (unless granted the host's) network
-//! namespace; memory, pids and CPU cgroup limits; no capabilities, `no_new_privs` and a seccomp
-//! deny-list; a read-only root made of the host's toolchain directories (or an unpacked OCI image
-//! or debootstrap tree, see [`RootFs`]); and, as its only writable tree, a private copy of the
-//! worktree at `/workspace` plus a private `/tmp`. The original
-//! worktree is only read. The container and its cgroup are deleted after every run, and a new
-//! sandbox deletes those an interrupted runner left in its runtime root.
+//! namespace; memory, pids and CPU cgroup limits, and a CPU weight to match (the runs' parent
+//! cgroup weighs as many host processes as a run may use cores, so a busy host does not starve
+//! them); no capabilities, `no_new_privs` and a seccomp deny-list; a read-only root made of the
+//! host's toolchain directories (or an unpacked OCI image or debootstrap tree, see [`RootFs`]);
+//! and, as its only writable tree, a private copy of the worktree at `/workspace` plus a private
+//! `/tmp`. The original worktree is only read. The container and its cgroup are deleted after
+//! every run, and a new sandbox deletes those an interrupted runner left in its runtime root.
+//!
+//! A run with a build cache ([`RunSpec::cache`]) also gets the directory
+//! `<runtime root>/caches/<escaped key>/data`, owned by the container's user, read-write at
+//! `/cache`, with `CARGO_TARGET_DIR`, `PIP_CACHE_DIR`, `npm_config_cache`, `GOCACHE` and
+//! `XDG_CACHE_HOME` pointing into it (the run's own variables still win), and its workspace copy
+//! leaves out the worktree's cargo build directories. That directory is the only host path a run
+//! writes besides its workspace copy, and only runs with the same key see it. Caches are deleted
+//! by [`YoukiSandbox::remove_cache`] and by a sweep of those unused for
+//! [`YoukiConfig::cache_max_age`] (at start, then at most hourly).
 //!
 //! Each container is created, waited for and deleted by a short-lived single-threaded runner
 //! process ([`runner_main`]); see `runner.rs` for why libcontainer must not be called from a
@@ -36,6 +46,7 @@ pub use config::{Network, RootFs, Runner, UserNamespace, YoukiConfig};
 pub use preflight::preflight;
 pub use runner::runner_main;
 
+use crate::cache::{Caches, Lease};
 use crate::capture::Capture;
 use crate::limits;
 use async_trait::async_trait;
@@ -81,6 +92,7 @@ struct Inner {
     /// The container's `/`.
     rootfs: PathBuf,
     ids: Ids,
+    caches: Arc<Caches>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -146,6 +158,12 @@ impl YoukiSandbox {
         }
         let owner = Owner::current().map_err(|e| under("identifying this runner", e))?;
         root::clean_stale(&root, &config.cgroup_parent);
+        cgroups::weigh_parent(
+            &config.cgroup_parent,
+            limits::cpu_shares(config.limits.cpu_millicores),
+        );
+        let caches = Arc::new(Caches::new(root.caches.clone(), config.cache_max_age));
+        caches.sweep();
         info!(
             runtime_root = %config.runtime_root.display(),
             seccomp = config.seccomp,
@@ -153,7 +171,7 @@ impl YoukiSandbox {
             root = %rootfs.display(),
             "container sandbox ready"
         );
-        let inner = Inner { config, root, binds, rootfs, ids: Ids::new(owner) };
+        let inner = Inner { config, root, binds, rootfs, ids: Ids::new(owner), caches };
         Ok(YoukiSandbox { inner: Arc::new(inner) })
     }
 
@@ -161,6 +179,20 @@ impl YoukiSandbox {
     #[must_use]
     pub fn config(&self) -> &YoukiConfig {
         &self.inner.config
+    }
+
+    /// Deletes the build cache of `key` (what runs with [`RunSpec::cache`] `= Some(key)` share),
+    /// e.g. when its task has ended. Returns whether there was one. Caches nobody removes are
+    /// deleted [`YoukiConfig::cache_max_age`] after their last use.
+    ///
+    /// # Errors
+    /// [`SandboxError::Spawn`] for a key no cache can have (empty, or over 80 bytes),
+    /// [`SandboxError::Runtime`] while a run of this sandbox uses the cache, or when deleting fails.
+    pub async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
+        let (caches, key) = (Arc::clone(&self.inner.caches), key.to_owned());
+        tokio::task::spawn_blocking(move || caches.remove(&key))
+            .await
+            .map_err(|e| SandboxError::Runtime(format!("removing the build cache failed: {e}")))?
     }
 
     /// The syscalls the seccomp filter denies, for documentation and reports.
@@ -178,6 +210,8 @@ struct RunGuard {
     id: String,
     prepare: Option<JoinHandle<Result<PathBuf, SandboxError>>>,
     runner: Option<Child>,
+    /// The run's hold on its build cache, released once nothing of the run is left.
+    cache: Option<Lease>,
     armed: bool,
 }
 
@@ -194,6 +228,7 @@ impl RunGuard {
         let remove = self.remove_now();
         let (prepare, runner) = (self.prepare.take(), self.runner.take());
         let (parent, id) = (self.cgroup_parent.clone(), self.id.clone());
+        let cache = self.cache.take();
         async move {
             if let Some(prepare) = prepare {
                 let _ = prepare.await;
@@ -208,6 +243,7 @@ impl RunGuard {
                 }
             }
             let _ = tokio::task::spawn_blocking(remove).await;
+            drop(cache);
         }
     }
 }
@@ -239,12 +275,22 @@ impl Sandbox for YoukiSandbox {
             _ => return Err(SandboxError::NoWorkdir(spec.workdir.clone())),
         }
         let inner = &self.inner;
+        let lease = |key: &String| {
+            let refused = |reason| SandboxError::Spawn { command: spec.command.clone(), reason };
+            inner.caches.lease(key).map_err(refused)
+        };
+        let cache = spec.cache.as_ref().map(lease).transpose()?;
+        if inner.caches.sweep_due() {
+            let caches = Arc::clone(&inner.caches);
+            drop(tokio::task::spawn_blocking(move || caches.sweep()));
+        }
         let mut guard = RunGuard {
             root: inner.root.clone(),
             cgroup_parent: inner.config.cgroup_parent.clone(),
             id: inner.ids.next(),
             prepare: None,
             runner: None,
+            cache,
             armed: true,
         };
         let result = self.run_in(spec, &mut guard).await;
@@ -284,6 +330,8 @@ impl YoukiSandbox {
             command: spec.command.clone(),
             env: spec.env.clone(),
             network,
+            caches: Arc::clone(&inner.caches),
+            cache: guard.cache.as_ref().map(|lease| lease.name().to_owned()),
         };
         let handle = guard.prepare.insert(tokio::task::spawn_blocking(move || prepare.run()));
         let bundle = handle

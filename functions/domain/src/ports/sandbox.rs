@@ -29,6 +29,12 @@ pub struct RunSpec {
     pub output_limit: usize,
     /// What network the run may reach.
     pub network: NetworkAccess,
+    /// A key naming a writable build cache kept across runs with the same key, or `None` for
+    /// none. The test step passes the task id, so every round of a task reuses the build outputs
+    /// of the last one and tasks never share one. Sandboxes point build tools at it
+    /// (`CARGO_TARGET_DIR` and the like) and delete it when told or after it went unused for a
+    /// while; each adapter documents where it lives and how isolated it is.
+    pub cache: Option<String>,
 }
 
 /// What a run produced.

@@ -467,6 +467,7 @@ impl Toolbox<'_> {
             timeout: RUN_TIMEOUT,
             output_limit: RUN_OUTPUT_BYTES * 4,
             network: Default::default(),
+            cache: Some(self.task.id.to_string()),
         };
         let run = self.ports.sandbox.run(&spec).await?;
         let status = match (run.exit_code, &run.killed_by) {

@@ -209,6 +209,7 @@ pub async fn scan(
             timeout: config.timeout,
             output_limit: config.output_limit,
             network: NetworkAccess::LoopbackOnly,
+            cache: None,
         };
         let run = sandbox.run(&spec).await?;
         let found = interpret(tool, &run, &[root.as_ref()]);

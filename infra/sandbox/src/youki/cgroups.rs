@@ -8,7 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{debug, warn};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -76,6 +76,27 @@ pub(crate) fn ids_under(parent: &str) -> Vec<String> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// Gives the parent cgroup of every run the CPU weight `shares` in each cgroup v1 hierarchy with
+/// the `cpu` controller, creating it there if needed. The parent competes with the host's own
+/// processes: at the default weight all runs together weigh as one host process, however many
+/// cores they may use. Cgroup v2 keeps its default weight (its conversion from shares would
+/// lower it). Best effort: a host without the controller is only logged.
+pub(crate) fn weigh_parent(parent: &str, shares: u64) {
+    let Ok(entries) = std::fs::read_dir(CGROUP_ROOT) else { return };
+    for entry in entries.flatten() {
+        let hierarchy = entry.path();
+        if !hierarchy.join("cpu.shares").is_file() {
+            continue;
+        }
+        let dir = hierarchy.join(parent);
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("cpu.shares"), shares.to_string()));
+        if let Err(e) = written {
+            debug!(cgroup = %dir.display(), error = %e, "could not set the sandbox's cpu weight");
+        }
+    }
 }
 
 /// Sends `SIGKILL` to every process in the cgroup `/{parent}/{id}`, in every hierarchy.

@@ -3,9 +3,11 @@
 //! Everything is explicit (no environment variables are read here): the composition root decides
 //! the runtime root, the limits and which host toolchains are visible.
 
+use crate::cache::DEFAULT_CACHE_MAX_AGE;
 use crate::limits::Limits;
 use cadre_domain::ports::sandbox::NetworkAccess;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Which network a container run gets.
 ///
@@ -99,6 +101,10 @@ pub struct YoukiConfig {
     pub runner: Runner,
     /// The container's root filesystem: host binds (the default) or an image directory.
     pub root: RootFs,
+    /// How long a build cache ([`RunSpec::cache`](cadre_domain::ports::sandbox::RunSpec::cache))
+    /// may go unused before it is deleted: by the sweep when a sandbox starts, and then at most
+    /// hourly while it runs. Default [`DEFAULT_CACHE_MAX_AGE`] (7 days).
+    pub cache_max_age: Duration,
 }
 
 /// System directories every toolchain needs.
@@ -109,7 +115,8 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 impl YoukiConfig {
     /// Defaults: [`Limits::default`], the system directories read-only, loopback-only network,
-    /// seccomp on, uid/gid 60000, no user namespace, cgroups under `cadre-sandbox`.
+    /// seccomp on, uid/gid 60000, no user namespace, cgroups under `cadre-sandbox`, build caches
+    /// kept 7 days after their last use.
     #[must_use]
     pub fn new(runtime_root: impl Into<PathBuf>, runner: Runner) -> Self {
         YoukiConfig {
@@ -130,6 +137,7 @@ impl YoukiConfig {
             cgroup_parent: "cadre-sandbox".into(),
             runner,
             root: RootFs::HostBinds,
+            cache_max_age: DEFAULT_CACHE_MAX_AGE,
         }
     }
 

@@ -5,9 +5,12 @@ use super::root::RuntimeRoot;
 use super::rootfs::Bind;
 use super::runner::{result_file, Outcome};
 use super::spec::{self, RunParts};
+use super::workspace::Contents;
 use super::{cgroups, workspace, Network, YoukiConfig};
+use crate::cache::Caches;
 use cadre_domain::ports::sandbox::SandboxError;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tracing::debug;
 
 /// What preparing one run needs.
@@ -23,11 +26,15 @@ pub(crate) struct Prepare {
     pub(crate) env: Vec<(String, String)>,
     /// The network this run gets (the config's, or the host's when the run was granted it).
     pub(crate) network: Network,
+    pub(crate) caches: Arc<Caches>,
+    /// The name of the run's build cache (leased by the caller), if it has one.
+    pub(crate) cache: Option<String>,
 }
 
 impl Prepare {
     /// Creates `runs/<id>` with the workspace copy (`work/`, owned by the container's user) and
-    /// the spec (`config.json`). Returns the bundle directory.
+    /// the spec (`config.json`), and the run's build cache if it has one. Returns the bundle
+    /// directory.
     ///
     /// # Errors
     /// [`SandboxError::Spawn`] for a spec that cannot be built (e.g. an unpassable variable),
@@ -42,13 +49,28 @@ impl Prepare {
         })?;
         let work = bundle.join("work");
         let (uid, gid) = host_ids(&self.config);
-        let files = workspace::copy_tree(&self.workdir, &work, uid, gid).map_err(|e| {
-            SandboxError::Runtime(format!(
-                "cannot copy the workspace {} for the container: {e}",
-                self.workdir.display()
-            ))
-        })?;
-        debug!(id = self.id, files, "workspace copied");
+        let cache = match &self.cache {
+            Some(name) => Some(self.caches.open(name, uid, gid).map_err(|e| {
+                SandboxError::Runtime(format!("cannot prepare the run's build cache: {e}"))
+            })?),
+            None => None,
+        };
+        // With a cache, builds go there: the worktree's own build directories are dead weight.
+        let contents = if cache.is_some() { Contents::WithoutBuildOutputs } else { Contents::All };
+        let copied =
+            workspace::copy_tree(&self.workdir, &work, uid, gid, contents).map_err(|e| {
+                SandboxError::Runtime(format!(
+                    "cannot copy the workspace {} for the container: {e}",
+                    self.workdir.display()
+                ))
+            })?;
+        debug!(
+            id = self.id,
+            files = copied.files,
+            skipped = copied.skipped,
+            cache = self.cache,
+            "workspace copied"
+        );
         let spec = spec::build(
             &self.config,
             &RunParts {
@@ -57,6 +79,7 @@ impl Prepare {
                 rootfs: &self.rootfs,
                 binds: &self.binds,
                 workspace: &work,
+                cache: cache.as_deref(),
                 cgroup_path: cgroups::path(&self.config.cgroup_parent, &self.id),
                 network: self.network,
             },

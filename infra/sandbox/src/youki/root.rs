@@ -1,7 +1,8 @@
 //! The runtime root a sandbox owns, the ids of its runs, and deleting what a dead runner left.
 //!
 //! Layout: `state/<id>` (libcontainer's container state), `runs/<id>` (bundle and workspace
-//! copy), `rootfs/` (the shared read-only skeleton). A run id names its owner, the runner process,
+//! copy), `rootfs/` (the shared read-only skeleton), `caches/<name>` (build caches kept across
+//! runs, see `cache.rs`; never touched by the stale-run cleanup). A run id names its owner, the runner process,
 //! by pid *and start time*, so a later runner can tell a live sibling's container (kept) from a
 //! dead runner's (deleted), even after the pid was reused.
 
@@ -22,6 +23,7 @@ pub(crate) struct RuntimeRoot {
     pub(crate) state: PathBuf,
     pub(crate) runs: PathBuf,
     pub(crate) rootfs: PathBuf,
+    pub(crate) caches: PathBuf,
 }
 
 impl RuntimeRoot {
@@ -37,8 +39,9 @@ impl RuntimeRoot {
             state: root.join("state"),
             runs: root.join("runs"),
             rootfs: root.join("rootfs"),
+            caches: root.join("caches"),
         };
-        for dir in [&layout.state, &layout.runs] {
+        for dir in [&layout.state, &layout.runs, &layout.caches] {
             std::fs::DirBuilder::new().recursive(true).mode(0o711).create(dir)?;
         }
         Ok(layout)

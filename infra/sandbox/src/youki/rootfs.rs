@@ -16,6 +16,10 @@ use tracing::debug;
 /// Where the workspace is mounted inside, and the command's working directory.
 pub(crate) const WORKSPACE: &str = "/workspace";
 
+/// Where a run's build cache is mounted inside, when it has one (an empty read-only directory
+/// otherwise).
+pub(crate) const CACHE: &str = "/cache";
+
 /// One read-only bind mount: the host path, mounted at the same path inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Bind {
@@ -32,7 +36,7 @@ pub(crate) struct Bind {
 /// A path that is not absolute, or a failure to create the skeleton.
 pub(crate) fn prepare(dir: &Path, read_only: &[PathBuf]) -> io::Result<Vec<Bind>> {
     make_dir(dir, 0o755)?;
-    for fixed in ["proc", "dev", "tmp", "workspace"] {
+    for fixed in ["proc", "dev", "tmp", "workspace", "cache"] {
         make_dir(&dir.join(fixed), 0o755)?;
     }
     let mut binds = Vec::new();
@@ -161,6 +165,7 @@ mod tests {
         assert!(inside("file").is_file());
         assert!(!inside("missing").exists());
         assert!(dir.join("workspace").is_dir());
+        assert!(dir.join("cache").is_dir());
         // Idempotent: a second sandbox on the same root reuses the skeleton.
         assert_eq!(prepare(&dir, &paths).unwrap(), binds);
         assert!(prepare(&dir, &[PathBuf::from("relative")]).is_err());

@@ -4,7 +4,7 @@
 //! test do X". Written as a bundle `config.json`, the form libcontainer loads.
 
 use super::config::{Network, YoukiConfig};
-use super::rootfs::{Bind, WORKSPACE};
+use super::rootfs::{Bind, CACHE, WORKSPACE};
 use libcontainer::oci_spec::runtime::{
     get_default_maskedpaths, get_default_readonly_paths, LinuxBuilder, LinuxCapabilitiesBuilder,
     LinuxCpuBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
@@ -26,6 +26,8 @@ pub(crate) struct RunParts<'a> {
     pub(crate) rootfs: &'a Path,
     pub(crate) binds: &'a [Bind],
     pub(crate) workspace: &'a Path,
+    /// The host directory of the run's build cache, mounted read-write at [`CACHE`].
+    pub(crate) cache: Option<&'a Path>,
     pub(crate) cgroup_path: String,
     /// Loopback only (a new network namespace) or the host's network (none).
     pub(crate) network: Network,
@@ -36,7 +38,13 @@ pub(crate) struct RunParts<'a> {
 /// # Errors
 /// A variable that the OS cannot carry (a NUL byte, or `=` in a name), or an invalid value.
 pub(crate) fn build(cfg: &YoukiConfig, run: &RunParts<'_>) -> Result<Spec, String> {
-    let env = environment(&cfg.env, run.env)?;
+    // The cache's variables over the base (the host's pip cache, say, is read-only inside), and
+    // the run's own over both.
+    let cache_env = match run.cache {
+        Some(_) => crate::cache::env(Path::new(CACHE)),
+        None => Vec::new(),
+    };
+    let env = environment(&[&cfg.env, &cache_env, run.env])?;
     let no_caps = LinuxCapabilitiesBuilder::default()
         .bounding(HashSet::new())
         .effective(HashSet::new())
@@ -86,6 +94,7 @@ pub(crate) fn build(cfg: &YoukiConfig, run: &RunParts<'_>) -> Result<Spec, Strin
         .pids(LinuxPidsBuilder::default().limit(i64::from(limits.pids)).build().map_err(err)?)
         .cpu(
             LinuxCpuBuilder::default()
+                .shares(crate::limits::cpu_shares(limits.cpu_millicores))
                 .period(CPU_PERIOD_US)
                 .quota(i64::from(limits.cpu_millicores) * CPU_PERIOD_US as i64 / 1000)
                 .build()
@@ -123,7 +132,7 @@ pub(crate) fn build(cfg: &YoukiConfig, run: &RunParts<'_>) -> Result<Spec, Strin
         .map_err(err)
 }
 
-/// `/proc`, a minimal `/dev`, a private `/tmp`, the read-only binds and the workspace.
+/// `/proc`, a minimal `/dev`, a private `/tmp`, the read-only binds, the workspace and the cache.
 fn mounts(run: &RunParts<'_>, tmp_bytes: u64) -> Result<Vec<Mount>, String> {
     let mount = |dest: &str, typ: &str, source: &str, options: &[&str]| {
         MountBuilder::default()
@@ -161,13 +170,19 @@ fn mounts(run: &RunParts<'_>, tmp_bytes: u64) -> Result<Vec<Mount>, String> {
         .to_str()
         .ok_or_else(|| format!("workspace copy {} is not valid UTF-8", run.workspace.display()))?;
     mounts.push(mount(WORKSPACE, "bind", workspace, &["rbind", "rw", "nosuid", "nodev"])?);
+    if let Some(cache) = run.cache {
+        let cache = cache
+            .to_str()
+            .ok_or_else(|| format!("build cache {} is not valid UTF-8", cache.display()))?;
+        mounts.push(mount(CACHE, "bind", cache, &["rbind", "rw", "nosuid", "nodev"])?);
+    }
     Ok(mounts)
 }
 
-/// `KEY=value` pairs: the base environment, overridden by the run's.
-fn environment(base: &[(String, String)], run: &[(String, String)]) -> Result<Vec<String>, String> {
+/// `KEY=value` pairs: the layers in order, a later layer's value replacing an earlier one's.
+fn environment(layers: &[&[(String, String)]]) -> Result<Vec<String>, String> {
     let mut env: Vec<(&str, &str)> = Vec::new();
-    for (k, v) in base.iter().chain(run) {
+    for (k, v) in layers.iter().flat_map(|layer| layer.iter()) {
         if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
             return Err(format!("environment variable {k:?} cannot be passed to a process"));
         }
@@ -200,6 +215,15 @@ mod tests {
         env: &[(String, String)],
         network: Network,
     ) -> Result<Spec, String> {
+        spec_full(cfg, env, network, None)
+    }
+
+    fn spec_full(
+        cfg: &YoukiConfig,
+        env: &[(String, String)],
+        network: Network,
+        cache: Option<&Path>,
+    ) -> Result<Spec, String> {
         let binds = [Bind { path: PathBuf::from("/usr") }];
         build(
             cfg,
@@ -209,10 +233,42 @@ mod tests {
                 rootfs: Path::new("/r/rootfs"),
                 binds: &binds,
                 workspace: Path::new("/r/runs/x/work"),
+                cache,
                 cgroup_path: "/cadre-sandbox/x".into(),
                 network,
             },
         )
+    }
+
+    fn env_of(spec: &Spec) -> Vec<String> {
+        spec.process().as_ref().unwrap().env().clone().unwrap()
+    }
+
+    #[test]
+    fn a_cache_is_mounted_writable_and_build_outputs_point_at_it() {
+        let mut cfg = config();
+        cfg.set_env("PIP_CACHE_DIR", "/root/.cache/pip");
+        let run_env = [("XDG_CACHE_HOME".to_owned(), "/workspace/.xdg".to_owned())];
+        let cached =
+            spec_full(&cfg, &run_env, Network::LoopbackOnly, Some(Path::new("/r/caches/k/data")))
+                .unwrap();
+        let mounts = cached.mounts().as_ref().unwrap();
+        let cache = mounts.iter().find(|m| m.destination() == Path::new("/cache")).unwrap();
+        assert_eq!(cache.source().as_deref(), Some(Path::new("/r/caches/k/data")));
+        let options = cache.options().as_ref().unwrap();
+        assert!(options.contains(&"rw".to_owned()) && options.contains(&"nosuid".to_owned()));
+        let env = env_of(&cached);
+        assert!(env.contains(&"CARGO_TARGET_DIR=/cache/cargo-target".to_owned()), "{env:?}");
+        assert!(env.contains(&"GOCACHE=/cache/go-build".to_owned()), "{env:?}");
+        // The cache's value over the base's, the run's over the cache's.
+        assert!(env.contains(&"PIP_CACHE_DIR=/cache/pip".to_owned()), "{env:?}");
+        assert!(env.contains(&"XDG_CACHE_HOME=/workspace/.xdg".to_owned()), "{env:?}");
+        assert_eq!(env.iter().filter(|e| e.starts_with("PIP_CACHE_DIR=")).count(), 1);
+        // Without a cache: no mount, no variables.
+        let plain = spec(&config(), &[]).unwrap();
+        let mounts = plain.mounts().as_ref().unwrap();
+        assert!(!mounts.iter().any(|m| m.destination() == Path::new("/cache")));
+        assert!(!env_of(&plain).iter().any(|e| e.starts_with("CARGO_TARGET_DIR=")));
     }
 
     #[test]
@@ -237,6 +293,7 @@ mod tests {
         assert_eq!(res.pids().unwrap().limit(), 512);
         assert_eq!(res.memory().unwrap().limit(), Some(2 << 30));
         assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(200_000));
+        assert_eq!(res.cpu().as_ref().unwrap().shares(), Some(2048));
         assert!(spec.root().as_ref().unwrap().readonly().unwrap());
         let mounts = spec.mounts().as_ref().unwrap();
         let usr = mounts.iter().find(|m| m.destination() == Path::new("/usr")).unwrap();

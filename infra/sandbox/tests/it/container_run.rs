@@ -157,6 +157,10 @@ async fn limits_are_applied_to_the_runs_cgroup() {
     assert_eq!(read("pids", "pids.max"), TEST_LIMITS.pids.to_string());
     assert_eq!(read("cpu", "cpu.cfs_quota_us"), "100000");
     assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
+    // A run and all runs together weigh as many host processes as the cores they may use.
+    assert_eq!(read("cpu", "cpu.shares"), "1024");
+    let parent = format!("/sys/fs/cgroup/cpu/{}/cpu.shares", sb.cgroup_parent);
+    assert_eq!(std::fs::read_to_string(parent).unwrap().trim(), "1024");
     run.abort();
     let _ = run.await;
     // Dropping the run killed it; its cgroups go with it.

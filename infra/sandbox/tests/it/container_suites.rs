@@ -170,3 +170,41 @@ async fn a_pytest_suite_runs_and_its_failure_parses() {
     assert_eq!(from_report.failures[0].line, Some(9));
     assert_eq!(snapshot(work.path()), before, "the run changed the worktree");
 }
+
+/// Issue 5's cargo overhead: with a build cache key, cargo builds into the cache (not into the
+/// worktree or the per-run copy), so the second run with the same key compiles nothing.
+#[tokio::test]
+async fn cargo_builds_once_per_cache_key() {
+    let home = home();
+    require(&home.join(".cargo/bin/cargo"), "cargo's rustup proxy");
+    let sb = TestSandbox::with(|cfg| {
+        cfg.limits = Limits { memory_bytes: 1 << 30, pids: 256, cpu_millicores: 2000 };
+        let toolchains = cfg.clone().with_home_toolchains(&home);
+        *cfg = toolchains;
+    });
+    let work = tempfile::tempdir().unwrap();
+    write(
+        work.path(),
+        &[
+            ("Cargo.toml", "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("src/lib.rs", "pub fn add(a: u32, b: u32) -> u32 { a + b }\n"),
+        ],
+    );
+    let before = snapshot(work.path());
+    let mut s = spec(work.path(), "cargo build --offline 2>&1");
+    s.timeout = Duration::from_secs(120);
+    s.cache = Some("task-cargo".into());
+    let first = sb.run(&s).await;
+    assert_eq!(first.exit_code, Some(0), "{}", first.output);
+    assert!(first.output.contains("Compiling tiny"), "{}", first.output);
+    let second = sb.run(&s).await;
+    assert_eq!(second.exit_code, Some(0), "{}", second.output);
+    assert!(!second.output.contains("Compiling"), "rebuilt with a warm cache: {}", second.output);
+    // Another key starts cold.
+    s.cache = Some("task-other".into());
+    let other = sb.run(&s).await;
+    assert!(other.output.contains("Compiling tiny"), "{}", other.output);
+    let built = sb.dir.path().join("runtime/caches/task-cargo/data/cargo-target/debug");
+    assert!(built.is_dir(), "no build in the cache");
+    assert_eq!(snapshot(work.path()), before, "the build wrote the worktree");
+}

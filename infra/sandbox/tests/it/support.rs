@@ -12,6 +12,7 @@ pub(crate) fn spec(workdir: &Path, command: &str) -> RunSpec {
         timeout: Duration::from_secs(20),
         output_limit: 64 * 1024,
         network: Default::default(),
+        cache: None,
     }
 }
 
