@@ -99,6 +99,9 @@ pub(crate) enum Command {
     Index(IndexArgs),
     /// Search an indexed repository: ranked `file:line  score  symbol`.
     Search(SearchArgs),
+    /// Measure solve rate, cost and time on a suite of tasks (SWE-bench JSONL or a directory of local
+    /// tasks), or compare two runs with `cadre eval compare RUN_A RUN_B`.
+    Eval(EvalArgs),
     /// Serve the Language Server Protocol on stdio: Cadre's agents as code actions in your editor,
     /// with the tasks run by a worker in this process (see lsp/README.md).
     Lsp {
@@ -111,6 +114,9 @@ pub(crate) enum Command {
         #[arg(long, hide = true)]
         stdio: bool,
     },
+    /// Serve one step as a Cloud Run service: take Pub/Sub push requests over HTTP and run them
+    /// (see infra/gcp and terraform/).
+    ServePush(Box<crate::gcp::ServePushArgs>),
     /// Run a worker that takes messages off the queue until stopped (Ctrl-C), or until idle.
     ServeWorker {
         #[command(flatten)]
@@ -268,4 +274,61 @@ pub(crate) struct SearchArgs {
     /// Print each result's text under it.
     #[arg(long)]
     pub(crate) text: bool,
+}
+
+/// `cadre eval`: run a suite, or compare two runs.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct EvalArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<EvalCommand>,
+    /// The suite: a SWE-bench-format JSONL file, or a directory with one sub-directory per task
+    /// (goal.txt, check, repo/ or repo.bundle, optional hidden/ and test_cmd).
+    #[arg(required = true)]
+    pub(crate) suite: Option<PathBuf>,
+    /// The run's directory (results.jsonl, summary.json, report.html, the tasks' Cadre home); the
+    /// same command with the same directory resumes an interrupted run
+    /// [default: $CADRE_HOME/evals/SUITE-MODEL-HARNESS].
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) jobs: usize,
+    /// A directory of git repositories named `owner__name`, for SWE-bench instances; repositories
+    /// not found there are cloned from GitHub.
+    #[arg(long)]
+    pub(crate) mirror: Option<PathBuf>,
+    /// The test command of SWE-bench instances without a `test_cmd` field (the FAIL_TO_PASS and
+    /// PASS_TO_PASS test names are appended, or put in place of `{tests}`).
+    #[arg(long)]
+    pub(crate) test_cmd: Option<String>,
+    /// Run only this task (an instance id or task directory name); repeat for more.
+    #[arg(long = "only", value_name = "TASK")]
+    pub(crate) only: Vec<String>,
+    /// Generate→test rounds per task before it gives up.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) max_rounds: u32,
+    /// Wall-clock limit for one test run and for the check, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) test_timeout: u64,
+    /// Wall-clock limit for a whole task, in seconds; a task still running then is cancelled and
+    /// counted as `timeout`.
+    #[arg(long, default_value_t = 1800)]
+    pub(crate) task_timeout: u64,
+    /// How changes are generated: `edit-blocks` or `tools` (see `cadre task --help`).
+    #[arg(long, value_enum, default_value_t = HarnessArg::EditBlocks)]
+    pub(crate) harness: HarnessArg,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EvalCommand {
+    /// Per-task differences between two runs, and the change in solve rate and cost.
+    Compare {
+        /// The first run: its directory or its results.jsonl.
+        run_a: PathBuf,
+        /// The second run: its directory or its results.jsonl.
+        run_b: PathBuf,
+    },
 }

@@ -5,6 +5,8 @@
 //! refused, 2 bad usage or configuration.
 
 mod cli;
+mod eval;
+mod gcp;
 mod knowledge;
 mod local;
 mod lsp;
@@ -64,6 +66,8 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Lsp { model, concurrency, stdio: _ } => {
             lsp::lsp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
         }
+        Command::ServePush(args) => gcp::serve_push(*args, engine, cli.sandbox, &home, env).await,
+        Command::Eval(args) => eval::eval(args, engine, cli.sandbox, &home, env).await,
         Command::Status { task } => review::status(task, &home).await,
         Command::Show { task, only } => review::show(&task, only, &home).await,
         Command::Apply { task } => review::apply(&task, &home).await,
@@ -89,7 +93,11 @@ fn report(error: &anyhow::Error) -> ExitCode {
 /// Logs go to stderr, filtered by `CADRE_LOG`. Interactive commands default to warnings only so their
 /// progress output stays readable; the worker defaults to `info`.
 fn install_logging(format: LogFormat, command: &Command, filter: Option<&str>) {
-    let default = if matches!(command, Command::ServeWorker { .. }) { "info" } else { "warn" };
+    let default = if matches!(command, Command::ServeWorker { .. } | Command::ServePush(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

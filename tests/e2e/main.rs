@@ -4,6 +4,7 @@
 mod budget;
 mod cli_errors;
 mod editor;
+mod eval;
 mod harness;
 mod knowledge;
 mod pipeline;

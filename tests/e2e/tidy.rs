@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("functions/steps", &["cadre-domain"]),
     ("functions/engine", &["cadre-domain", "cadre-steps"]),
     ("functions/testkit", &["cadre-domain"]),
+    ("functions/eval", &["cadre-domain"]),
     ("infra/model", &["cadre-domain"]),
     ("infra/queue", &["cadre-domain", "cadre-sqlite"]),
     ("infra/store", &["cadre-domain", "cadre-sqlite"]),
@@ -22,6 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("infra/usage", &["cadre-domain", "cadre-sqlite"]),
     ("infra/knowledge", &["cadre-domain"]),
     ("lsp", &["cadre-domain"]),
+    ("infra/gcp", &["cadre-domain"]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.
