@@ -127,7 +127,17 @@ pub(crate) enum Command {
         /// Messages handled at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// The message bus: the embedded queue in the Cadre home when absent, or `sqs://QUEUE_URL`
+        /// for an Amazon SQS queue that has a redrive policy (see infra/aws).
+        #[arg(long, env = "CADRE_BUS")]
+        bus: Option<String>,
+        /// With an SQS bus, where other steps' messages go: STEP=QUEUE_URL, comma-separated.
+        #[arg(long = "sqs-route", env = "CADRE_SQS_ROUTES", value_delimiter = ',')]
+        sqs_routes: Vec<String>,
     },
+    /// Serve AWS Lambda invocations: SQS event batches of the function's queue, each record run by
+    /// the engine, failed records reported back (the function's bootstrap; see terraform/aws).
+    Lambda(Box<crate::aws::LambdaArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

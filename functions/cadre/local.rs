@@ -169,11 +169,15 @@ pub(crate) async fn serve_worker(
     sandbox: SandboxKind,
     home: &Home,
     env: &Environment,
+    bus: Option<Arc<dyn cadre_domain::ports::Queue>>,
 ) -> Result<ExitCode> {
     if config.concurrency == 0 {
         bail!("--concurrency 0 would never take a message; use 1 or more");
     }
-    let core = Core::open_with_embeddings(home, env)?;
+    let mut core = Core::open_with_embeddings(home, env)?;
+    if let Some(queue) = bus {
+        core.queue = queue;
+    }
     let (model, _endpoint): (Arc<dyn Model>, _) = wiring::model(model_args, env, &core)?;
     tracing::info!(model = %model.describe(), home = %home.root.display(), "worker starting");
     let sandbox = wiring::sandbox(sandbox, home, env)?;

@@ -4,6 +4,7 @@
 //! printed once, with their causes, and mapped to exit codes: 0 success, 1 a task failed or was
 //! refused, 2 bad usage or configuration.
 
+mod aws;
 mod cli;
 mod eval;
 mod gcp;
@@ -59,15 +60,19 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Task(args) => local::task(args, engine, cli.sandbox, &home, env).await,
-        Command::ServeWorker { model, until_idle, concurrency } => {
+        Command::ServeWorker { model, until_idle, concurrency, bus, sqs_routes } => {
             let config = EngineConfig { concurrency, ..engine };
-            local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env).await
+            let bus = match bus {
+                Some(url) => Some(aws::sqs_bus(&url, &sqs_routes).await?),
+                None => None,
+            };
+            local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env, bus).await
         }
+        Command::Lambda(args) => aws::lambda(*args, engine, cli.sandbox, &home, env).await,
         Command::Lsp { model, concurrency, stdio: _ } => {
             lsp::lsp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
         }
         Command::ServePush(args) => gcp::serve_push(*args, engine, cli.sandbox, &home, env).await,
-        Command::Eval(args) => eval::eval(args, engine, cli.sandbox, &home, env).await,
         Command::Status { task } => review::status(task, &home).await,
         Command::Show { task, only } => review::show(&task, only, &home).await,
         Command::Apply { task } => review::apply(&task, &home).await,
@@ -77,6 +82,7 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Usage { task, by } => usage::usage(task, by, &home).await,
         Command::Index(args) => knowledge::index(args, &home, env).await,
         Command::Search(args) => knowledge::search(args, &home, env).await,
+        Command::Eval(args) => eval::eval(args, engine, cli.sandbox, &home, env).await,
     }
 }
 
@@ -93,7 +99,10 @@ fn report(error: &anyhow::Error) -> ExitCode {
 /// Logs go to stderr, filtered by `CADRE_LOG`. Interactive commands default to warnings only so their
 /// progress output stays readable; the worker defaults to `info`.
 fn install_logging(format: LogFormat, command: &Command, filter: Option<&str>) {
-    let default = if matches!(command, Command::ServeWorker { .. } | Command::ServePush(_)) {
+    let default = if matches!(
+        command,
+        Command::ServeWorker { .. } | Command::ServePush(_) | Command::Lambda(_)
+    ) {
         "info"
     } else {
         "warn"

@@ -22,8 +22,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("infra/sqlite", &[]),
     ("infra/usage", &["cadre-domain", "cadre-sqlite"]),
     ("infra/knowledge", &["cadre-domain"]),
-    ("lsp", &["cadre-domain"]),
     ("infra/gcp", &["cadre-domain"]),
+    ("infra/aws", &["cadre-domain"]),
+    ("lsp", &["cadre-domain"]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.
