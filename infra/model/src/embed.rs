@@ -25,7 +25,6 @@
 //! ```
 
 mod gemini;
-mod guard;
 mod openai;
 mod row;
 mod vertex;
@@ -45,8 +44,9 @@ pub use gemini::{GeminiEmbeddings, GeminiEmbeddingsConfig, DEFAULT_GEMINI_EMBEDD
 pub use openai::{OpenAiEmbeddings, OpenAiEmbeddingsConfig};
 pub use vertex::{AccessTokenSource, VertexEmbeddings, VertexEmbeddingsConfig};
 
-use crate::gateway::{is_retried, BreakerConfig, ModelPrice, PriceTable, RateLimit, RetryPolicy};
-use guard::{millis, Breaker, Limiter, Verdict};
+use crate::gateway::breaker::{CircuitBreaker, Verdict};
+use crate::gateway::limiter::{millis, RateLimiter};
+use crate::gateway::{BreakerConfig, ModelPrice, PriceTable, RateLimit, RetryPolicy};
 use row::PendingRow;
 
 /// The default deadline of one embedding request, waits and retries included.
@@ -133,8 +133,8 @@ pub struct EmbedGateway {
     describe: String,
     config: EmbedGatewayConfig,
     price: Option<ModelPrice>,
-    limiter: Limiter,
-    breaker: Breaker,
+    limiter: RateLimiter,
+    breaker: CircuitBreaker,
     ledger: Arc<dyn UsageLedger>,
     clock: Arc<dyn Clock>,
 }
@@ -200,8 +200,8 @@ impl EmbedGateway {
             );
         }
         Ok(EmbedGateway {
-            limiter: Limiter::new(config.requests, config.tokens),
-            breaker: Breaker::new(describe.clone(), config.breaker),
+            limiter: RateLimiter::new(config.requests, config.tokens),
+            breaker: CircuitBreaker::new(describe.clone(), config.breaker),
             provider,
             describe,
             config,
@@ -271,27 +271,13 @@ impl EmbedGateway {
                 Err(error) => error,
             };
             self.limiter.settle(estimate, 0);
-            let retry_in = self.retry_delay(&error, record.attempts, deadline);
-            permit.report(verdict(&error, retry_in.is_some()));
+            let retry_in = self.config.retry.next_delay(&error, record.attempts, deadline);
+            permit.report(Verdict::of(&error, retry_in.is_some()));
             let Some(delay) = retry_in else { return Err(error) };
             tracing::warn!(provider = %self.describe, attempt = record.attempts,
                 delay_ms = millis(delay), error = %error, "embedding call failed; retrying");
             tokio::time::sleep(delay).await;
         }
-    }
-
-    /// How long to wait before the next attempt, or `None` to give up.
-    fn retry_delay(
-        &self,
-        error: &ModelError,
-        attempts: u32,
-        deadline: Instant,
-    ) -> Option<Duration> {
-        if !is_retried(error) || attempts >= self.config.retry.max_attempts {
-            return None;
-        }
-        let delay = self.config.retry.delay(attempts, error);
-        (Instant::now() + delay < deadline).then_some(delay)
     }
 }
 
@@ -315,18 +301,6 @@ impl Embedder for EmbedGateway {
             vectors.extend(self.request(chunk, purpose).await.map_err(embed_error)?);
         }
         Ok(vectors)
-    }
-}
-
-/// What a failed attempt says about the provider's health (as the model gateway judges it).
-fn verdict(error: &ModelError, will_retry: bool) -> Verdict {
-    match error {
-        ModelError::Unreachable { .. }
-        | ModelError::ServerError { .. }
-        | ModelError::DeadlineExceeded { .. } => Verdict::Down,
-        ModelError::RateLimited { .. } if will_retry => Verdict::Unknown,
-        ModelError::RateLimited { .. } => Verdict::Down,
-        _ => Verdict::Up,
     }
 }
 

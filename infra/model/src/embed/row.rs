@@ -8,7 +8,7 @@ use cadre_domain::ports::usage::{CallOutcome, UsageLedger, UsageRecord};
 use cadre_domain::Timestamp;
 use tokio::time::Instant;
 
-use super::guard::millis;
+use crate::gateway::limiter::millis;
 use crate::gateway::ModelPrice;
 
 pub(super) struct PendingRow {

@@ -56,6 +56,21 @@ pub(crate) enum Verdict {
     Unknown,
 }
 
+impl Verdict {
+    /// What a failed attempt says about the provider's health: shared by model and embedding calls
+    /// so one provider is judged the same way whichever port called it.
+    pub(crate) fn of(error: &ModelError, will_retry: bool) -> Verdict {
+        match error {
+            ModelError::Unreachable { .. }
+            | ModelError::ServerError { .. }
+            | ModelError::DeadlineExceeded { .. } => Verdict::Down,
+            ModelError::RateLimited { .. } if will_retry => Verdict::Unknown,
+            ModelError::RateLimited { .. } => Verdict::Down,
+            _ => Verdict::Up,
+        }
+    }
+}
+
 /// Leave to make one attempt; report what it showed with [`Permit::report`].
 #[derive(Debug)]
 pub(crate) struct Permit<'a> {

@@ -36,11 +36,11 @@
 //! let (plan, _reply): (Plan, _) = complete_json(&gateway, &request_with_schema).await?;
 //! ```
 
-mod breaker;
+pub(crate) mod breaker;
 mod budget;
 mod cache;
 mod ledger;
-mod limiter;
+pub(crate) mod limiter;
 mod prices;
 mod retry;
 mod structured;
@@ -370,40 +370,13 @@ impl Gateway {
                 Err(error) => error,
             };
             self.limiter.settle(reserved, 0);
-            let retry_in = self.retry_delay(&error, row.record.attempts, deadline);
-            permit.report(verdict(&error, retry_in.is_some()));
+            let retry_in = self.config.retry.next_delay(&error, row.record.attempts, deadline);
+            permit.report(Verdict::of(&error, retry_in.is_some()));
             let Some(delay) = retry_in else { return Err(error) };
             warn!(provider = %self.provider, attempt = row.record.attempts, delay_ms = millis(delay),
                   error = %error, "model call failed; retrying");
             tokio::time::sleep(delay).await;
         }
-    }
-
-    /// How long to wait before the next attempt, or `None` to give up: not retryable, out of attempts, or
-    /// the wait (never shorter than the provider asked) would pass the deadline.
-    fn retry_delay(
-        &self,
-        error: &ModelError,
-        attempts: u32,
-        deadline: Instant,
-    ) -> Option<Duration> {
-        if !is_retried(error) || attempts >= self.config.retry.max_attempts {
-            return None;
-        }
-        let delay = self.config.retry.delay(attempts, error);
-        (Instant::now() + delay < deadline).then_some(delay)
-    }
-}
-
-/// What a failed attempt says about the provider's health.
-fn verdict(error: &ModelError, will_retry: bool) -> Verdict {
-    match error {
-        ModelError::Unreachable { .. }
-        | ModelError::ServerError { .. }
-        | ModelError::DeadlineExceeded { .. } => Verdict::Down,
-        ModelError::RateLimited { .. } if will_retry => Verdict::Unknown,
-        ModelError::RateLimited { .. } => Verdict::Down,
-        _ => Verdict::Up,
     }
 }
 

@@ -50,6 +50,21 @@ impl RetryPolicy {
             _ => jitter,
         }
     }
+
+    /// How long to wait before the next attempt, or `None` to give up: not retryable, out of
+    /// attempts, or the wait (never shorter than the provider asked) would pass the deadline.
+    pub(crate) fn next_delay(
+        &self,
+        error: &ModelError,
+        attempts: u32,
+        deadline: tokio::time::Instant,
+    ) -> Option<Duration> {
+        if !is_retried(error) || attempts >= self.max_attempts {
+            return None;
+        }
+        let delay = self.delay(attempts, error);
+        (tokio::time::Instant::now() + delay < deadline).then_some(delay)
+    }
 }
 
 /// Whether the gateway tries `error` again: only a provider that is throttling, failing on its side or

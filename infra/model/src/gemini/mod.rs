@@ -8,7 +8,7 @@
 
 mod context_cache;
 mod stream;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,7 +33,7 @@ const TOOL_CALL_FINISH_REASONS: &[&str] =
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct GenerateContentRequest<'a> {
+pub(crate) struct GenerateContentRequest<'a> {
     /// Set (with system instruction, tools and the cached turns left out) when a context cache holds
     /// the request's prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,7 +235,7 @@ pub(super) fn generation_config(request: &ModelRequest) -> GenerationConfig<'_> 
 }
 
 /// The whole request, without a context cache.
-pub(super) fn generate_request(request: &ModelRequest) -> GenerateContentRequest<'_> {
+pub(crate) fn generate_request(request: &ModelRequest) -> GenerateContentRequest<'_> {
     let Preamble { system_instruction, tools, tool_config } = preamble(request);
     GenerateContentRequest {
         cached_content: None,
@@ -266,7 +266,7 @@ pub(super) fn cached_request<'a>(
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct GenerateContentResponse {
+pub(crate) struct GenerateContentResponse {
     #[serde(default)]
     pub(super) candidates: Vec<Candidate>,
     pub(super) prompt_feedback: Option<PromptFeedback>,
@@ -327,20 +327,25 @@ pub(super) struct UsageMetadata {
     thoughts_token_count: Option<u64>,
 }
 
+/// The tokens a reply billed; a reply whose answer is an error was billed all the same.
+pub(crate) fn billed(reply: &GenerateContentResponse) -> TokenUsage {
+    reply.usage_metadata.map_or_else(TokenUsage::default, |u| TokenUsage {
+        input: u.prompt_token_count.unwrap_or(0),
+        output: u.candidates_token_count.unwrap_or(0),
+        cached: u.cached_content_token_count.unwrap_or(0),
+        thinking: u.thoughts_token_count.unwrap_or(0),
+    })
+}
+
 /// Turns a parsed reply into the port's answer, following its `# Errors` sentences.
-pub(super) fn interpret(
+pub(crate) fn interpret(
     reply: GenerateContentResponse,
     model: &str,
 ) -> Result<ModelReply, ModelError> {
     if let Some(error) = blocked_prompt(reply.prompt_feedback.as_ref()) {
         return Err(error);
     }
-    let usage = reply.usage_metadata.map_or_else(TokenUsage::default, |u| TokenUsage {
-        input: u.prompt_token_count.unwrap_or(0),
-        output: u.candidates_token_count.unwrap_or(0),
-        cached: u.cached_content_token_count.unwrap_or(0),
-        thinking: u.thoughts_token_count.unwrap_or(0),
-    });
+    let usage = billed(&reply);
     let Some(candidate) = reply.candidates.into_iter().next() else {
         return Err(ModelError::MalformedReply {
             reason: "the reply has no candidates".to_owned(),
