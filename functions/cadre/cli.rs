@@ -99,6 +99,10 @@ pub(crate) enum Command {
     Index(IndexArgs),
     /// Search an indexed repository: ranked `file:line  score  symbol`.
     Search(SearchArgs),
+    /// Check that this machine and configuration can run tasks: the data directory, the model (one
+    /// free countTokens call), the container sandbox, git, the repository's index and cloud
+    /// credentials. Prints a fix for each problem; exits 1 when any check failed.
+    Doctor(DoctorArgs),
     /// Measure solve rate, cost and time on a suite of tasks (SWE-bench JSONL or a directory of local
     /// tasks), or compare two runs with `cadre eval compare RUN_A RUN_B`.
     Eval(EvalArgs),
@@ -251,6 +255,18 @@ pub(crate) struct ModelArgs {
     /// A JSON price table replacing the built-in one (`infra/model/prices.json` shows the format).
     #[arg(long, env = "CADRE_PRICES")]
     pub(crate) prices: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// The repository whose index is checked.
+    #[arg(long, default_value = ".")]
+    pub(crate) repo: PathBuf,
+    /// Do not call the model (the key is then not checked).
+    #[arg(long)]
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Args)]

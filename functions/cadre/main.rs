@@ -6,6 +6,7 @@
 
 mod aws;
 mod cli;
+mod doctor;
 mod eval;
 mod gcp;
 mod knowledge;
@@ -50,6 +51,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
+    if let Command::Doctor(args) = cli.command {
+        // Before the data directory is resolved: an unusable one is one of the things it reports.
+        return doctor::doctor(args, cli.home, cli.sandbox, env).await;
+    }
     let home = Home::resolve(cli.home, env)?;
     if cli.visibility_timeout == 0 {
         anyhow::bail!("--visibility-timeout 0 would hand every message to every worker; use 1 or more seconds");
@@ -82,6 +87,7 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Usage { task, by } => usage::usage(task, by, &home).await,
         Command::Index(args) => knowledge::index(args, &home, env).await,
         Command::Search(args) => knowledge::search(args, &home, env).await,
+        Command::Doctor(args) => doctor::doctor(args, Some(home.root), cli.sandbox, env).await,
         Command::Eval(args) => eval::eval(args, engine, cli.sandbox, &home, env).await,
     }
 }

@@ -48,6 +48,19 @@ const GOOGLE_VARS: [&str; 6] = [
     "GCE_METADATA_HOST",
 ];
 
+/// What the AWS SDK reads for credentials and region, and Cadre's bus setting (for `cadre doctor`).
+const AWS_VARS: [&str; 9] = [
+    "CADRE_BUS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
+
 /// Environment variables Cadre reads, read once at start.
 #[derive(Debug, Default)]
 pub(crate) struct Environment {
@@ -58,6 +71,8 @@ pub(crate) struct Environment {
     embed_dims: Option<String>,
     /// What Google's client conventions read (project, location, credentials, metadata host), for Vertex AI.
     google: Vec<(&'static str, String)>,
+    /// What the AWS SDK reads (credentials, region) and `CADRE_BUS`; values never logged.
+    aws: Vec<(&'static str, String)>,
     xdg_data_home: Option<PathBuf>,
     home: Option<PathBuf>,
     pub(crate) log_filter: Option<String>,
@@ -76,11 +91,24 @@ impl Environment {
                 .iter()
                 .filter_map(|name| var(name).map(|value| (*name, value)))
                 .collect(),
+            aws: AWS_VARS.iter().filter_map(|name| var(name).map(|value| (*name, value))).collect(),
             embed_dims: var("CADRE_EMBED_DIMS"),
             xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
             log_filter: var("CADRE_LOG"),
         }
+    }
+}
+
+impl Environment {
+    /// One of Google's client variables (`GOOGLE_APPLICATION_CREDENTIALS`, …), when set.
+    pub(crate) fn google_var(&self, name: &str) -> Option<String> {
+        self.google.iter().find(|(n, _)| *n == name).map(|(_, value)| value.clone())
+    }
+
+    /// One of the AWS SDK's variables or `CADRE_BUS`, when set.
+    pub(crate) fn aws_var(&self, name: &str) -> Option<String> {
+        self.aws.iter().find(|(n, _)| *n == name).map(|(_, value)| value.clone())
     }
 }
 
@@ -227,9 +255,7 @@ pub(crate) fn model(
         // Gemini on Vertex AI: project and location from GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_LOCATION,
         // the token from Application Default Credentials or the metadata server (on Cloud Run).
         let model = vertex?;
-        let lookup = |name: &str| {
-            env.google.iter().find(|(n, _)| *n == name).map(|(_, value)| value.clone())
-        };
+        let lookup = |name: &str| env.google_var(name);
         let config = cadre_model::VertexConfig::from_env(model.as_deref(), &lookup)?;
         let model_id = config.model.clone();
         let provider: Arc<dyn Model> = Arc::new(GeminiModel::vertex(config)?);

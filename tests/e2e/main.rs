@@ -3,6 +3,7 @@
 
 mod budget;
 mod cli_errors;
+mod doctor;
 mod editor;
 mod eval;
 mod harness;
