@@ -8,6 +8,7 @@ mod editor;
 mod eval;
 mod harness;
 mod knowledge;
+mod ops_docs;
 mod pipeline;
 mod retrieval;
 mod scan;
