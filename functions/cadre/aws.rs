@@ -2,13 +2,22 @@
 //! batch failures out) and the SQS bus of `cadre serve-worker --bus sqs://QUEUE_URL`.
 //!
 //! Both run the same engine handler over an `SqsQueue`; only who receives differs (Lambda's event
-//! source mapping, or the worker's long polls). State stays where `Core` keeps it (SQLite in the Cadre
-//! home): see ARCHITECTURE.md, `infra/aws/`, for what an AWS deployment needs instead.
+//! source mapping, or the worker's long polls). Task state goes to the DynamoDB table named by
+//! `--state dynamodb://TABLE` (`CADRE_STATE`), shared by every function instance; `cadre lambda`
+//! refuses to start without it unless `--state sqlite` asks for the home's store on purpose. The usage
+//! ledger and model cache live in the same table; the knowledge base stays in the home (per instance on
+//! Lambda).
 
+use anyhow::bail;
 use anyhow::{Context, Result};
-use cadre_aws::{parse_routes, Credentials, QueueUrl, SqsConfig, SqsQueue};
+use cadre_aws::{
+    parse_routes, Credentials, DynamoDbConfig, DynamoDbModelCache, DynamoDbStore,
+    DynamoDbUsageLedger, QueueUrl, SqsConfig, SqsQueue,
+};
 use cadre_domain::ports::clock::SystemClock;
-use cadre_domain::ports::Queue;
+use cadre_domain::ports::model_cache::ModelCache;
+use cadre_domain::ports::usage::UsageLedger;
+use cadre_domain::ports::{Queue, StateStore};
 use cadre_engine::{Engine, EngineConfig};
 use clap::Args;
 use std::process::ExitCode;
@@ -27,8 +36,54 @@ pub(crate) struct LambdaArgs {
     /// function's own queue.
     #[arg(long = "sqs-route", env = "CADRE_SQS_ROUTES", value_delimiter = ',')]
     sqs_routes: Vec<String>,
+    /// Where task state lives: `dynamodb://TABLE` (terraform/aws sets it), or
+    /// `dynamodb://http://HOST:PORT/TABLE` for a local server, shared by every instance of every step's
+    /// function, with the usage ledger and model cache; or `sqlite`, the store in CADRE_HOME, which on
+    /// Lambda is one instance's scratch disk: only for local runs and tests. Required.
+    #[arg(long, env = "CADRE_STATE")]
+    state: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+/// The state a deployment's instances share, all in the table `--state dynamodb://TABLE` names: the
+/// task store, and the gateway's usage ledger and model cache (so budgets and cached replies hold
+/// across instances).
+pub(crate) struct SharedState {
+    store: Arc<dyn StateStore>,
+    ledger: Arc<dyn UsageLedger>,
+    cache: Arc<dyn ModelCache>,
+}
+
+impl SharedState {
+    /// Puts the shared adapters in place of the home's.
+    pub(crate) fn apply(self, core: &mut Core) {
+        core.store = self.store;
+        core.ledger = self.ledger;
+        core.cache = self.cache;
+    }
+}
+
+/// The state `--state` names: `None` for `sqlite` (the home's store), the table's adapters for
+/// `dynamodb://…` (the table checked at start, so a typo fails here and not at the first message).
+pub(crate) async fn shared_state(text: &str) -> Result<Option<SharedState>> {
+    if text.trim() == "sqlite" {
+        return Ok(None);
+    }
+    if !text.trim().starts_with("dynamodb://") {
+        bail!("--state {text:?} is not a state store; give dynamodb://TABLE (or dynamodb://http://HOST:PORT/TABLE for a local server), or sqlite for the store in the Cadre home");
+    }
+    // Region and keys come from the AWS default chain, as for SQS.
+    let config = DynamoDbConfig::parse(text)?;
+    let store = DynamoDbStore::connect(&config)
+        .await
+        .with_context(|| format!("cannot use {config} as the state store"))?;
+    tracing::info!(table = store.table(), "dynamodb state store connected");
+    Ok(Some(SharedState {
+        store: Arc::new(store),
+        ledger: Arc::new(DynamoDbUsageLedger::connect(&config).await),
+        cache: Arc::new(DynamoDbModelCache::connect(&config).await),
+    }))
 }
 
 /// The SQS queue at `url` (`sqs://…`) as the worker's bus.
@@ -46,10 +101,21 @@ pub(crate) async fn lambda(
     home: &Home,
     env: &Environment,
 ) -> Result<ExitCode> {
+    let Some(state) = &args.state else {
+        bail!("cadre lambda has no state store: each function instance would keep its own; set CADRE_STATE=dynamodb://TABLE \
+               (terraform/aws does) or pass --state dynamodb://TABLE, or --state sqlite for a local run");
+    };
+    let shared = shared_state(state).await?;
     // A Lambda invocation already waited for its records: no long poll is ever made here.
     let queue = connect(&args.queue_url, &args.sqs_routes, std::time::Duration::ZERO).await?;
     let mut core = Core::open(home)?;
     core.queue = queue.clone();
+    match shared {
+        Some(shared) => shared.apply(&mut core),
+        None => {
+            tracing::warn!(home = %home.root.display(), "--state sqlite: task state stays in this instance's home; use it for local runs only")
+        }
+    }
     let (model, _endpoint) = wiring::model(&args.model, env, &core)?;
     let sandbox = wiring::sandbox(sandbox, home, env)?;
     let engine = Engine::new(core.ports(model, sandbox), config);

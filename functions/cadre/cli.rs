@@ -118,6 +118,15 @@ pub(crate) enum Command {
         #[arg(long, hide = true)]
         stdio: bool,
     },
+    /// Serve the Agent Client Protocol on stdio: Cadre as an agent in Zed, JetBrains IDEs and other
+    /// ACP editors, with the tasks run by a worker in this process (see acp/README.md).
+    Acp {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Messages the in-process worker handles at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
     /// Serve one step as a Cloud Run service: take Pub/Sub push requests over HTTP and run them
     /// (see infra/gcp and terraform/).
     ServePush(Box<crate::gcp::ServePushArgs>),
@@ -138,7 +147,18 @@ pub(crate) enum Command {
         /// With an SQS bus, where other steps' messages go: STEP=QUEUE_URL, comma-separated.
         #[arg(long = "sqs-route", env = "CADRE_SQS_ROUTES", value_delimiter = ',')]
         sqs_routes: Vec<String>,
+        /// Where task state lives: `sqlite` (the store in the Cadre home, the default), or
+        /// `dynamodb://TABLE` (or `dynamodb://http://HOST:PORT/TABLE` for a local server), shared by
+        /// every worker and Lambda function of an AWS deployment (see infra/aws).
+        #[arg(long, env = "CADRE_STATE")]
+        state: Option<String>,
     },
+    /// Push a task's change to its branch and open (or update) its pull / merge request on GitHub or
+    /// GitLab (token from CADRE_FORGE_TOKEN, GITHUB_TOKEN or GITLAB_TOKEN).
+    Pr(Box<crate::forge::PrArgs>),
+    /// Receive GitHub / GitLab webhooks: a labelled issue or a `/cadre …` comment becomes a queued task
+    /// (secrets from CADRE_GITHUB_WEBHOOK_SECRET / CADRE_GITLAB_WEBHOOK_TOKEN).
+    ServeWebhooks(Box<crate::forge::ServeWebhooksArgs>),
     /// Serve AWS Lambda invocations: SQS event batches of the function's queue, each record run by
     /// the engine, failed records reported back (the function's bootstrap; see terraform/aws).
     Lambda(Box<crate::aws::LambdaArgs>),

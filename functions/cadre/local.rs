@@ -162,6 +162,14 @@ fn finish(task: &TaskId, state: Option<TaskState>) -> Result<ExitCode> {
     }
 }
 
+/// What a worker of a deployment shares with the others instead of the home's embedded adapters:
+/// `--bus sqs://…` and `--state dynamodb://…` (see aws.rs).
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) queue: Option<Arc<dyn cadre_domain::ports::Queue>>,
+    pub(crate) state: Option<crate::aws::SharedState>,
+}
+
 pub(crate) async fn serve_worker(
     model_args: &ModelArgs,
     until_idle: bool,
@@ -169,14 +177,17 @@ pub(crate) async fn serve_worker(
     sandbox: SandboxKind,
     home: &Home,
     env: &Environment,
-    bus: Option<Arc<dyn cadre_domain::ports::Queue>>,
+    shared: Shared,
 ) -> Result<ExitCode> {
     if config.concurrency == 0 {
         bail!("--concurrency 0 would never take a message; use 1 or more");
     }
     let mut core = Core::open_with_embeddings(home, env)?;
-    if let Some(queue) = bus {
+    if let Some(queue) = shared.queue {
         core.queue = queue;
+    }
+    if let Some(state) = shared.state {
+        state.apply(&mut core);
     }
     let (model, _endpoint): (Arc<dyn Model>, _) = wiring::model(model_args, env, &core)?;
     tracing::info!(model = %model.describe(), home = %home.root.display(), "worker starting");

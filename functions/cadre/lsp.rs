@@ -99,8 +99,8 @@ struct Worker {
 }
 
 /// `cadre_lsp::Agents` over this process's Core and an in-process engine worker.
-struct LocalAgents {
-    core: Core,
+pub(crate) struct LocalAgents {
+    pub(crate) core: Core,
     home: Home,
     env: Environment,
     base_model: ModelArgs,
@@ -119,7 +119,7 @@ struct LocalAgents {
 }
 
 impl LocalAgents {
-    fn open(
+    pub(crate) fn open(
         base_model: ModelArgs,
         config: EngineConfig,
         sandbox: SandboxKind,

@@ -4,10 +4,12 @@
 //! printed once, with their causes, and mapped to exit codes: 0 success, 1 a task failed or was
 //! refused, 2 bad usage or configuration.
 
+mod acp;
 mod aws;
 mod cli;
 mod doctor;
 mod eval;
+mod forge;
 mod gcp;
 mod knowledge;
 mod local;
@@ -65,17 +67,23 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Task(args) => local::task(args, engine, cli.sandbox, &home, env).await,
-        Command::ServeWorker { model, until_idle, concurrency, bus, sqs_routes } => {
+        Command::ServeWorker { model, until_idle, concurrency, bus, sqs_routes, state } => {
             let config = EngineConfig { concurrency, ..engine };
-            let bus = match bus {
-                Some(url) => Some(aws::sqs_bus(&url, &sqs_routes).await?),
-                None => None,
-            };
-            local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env, bus).await
+            let mut shared = local::Shared::default();
+            if let Some(url) = bus {
+                shared.queue = Some(aws::sqs_bus(&url, &sqs_routes).await?);
+            }
+            if let Some(state) = state {
+                shared.state = aws::shared_state(&state).await?;
+            }
+            local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env, shared).await
         }
         Command::Lambda(args) => aws::lambda(*args, engine, cli.sandbox, &home, env).await,
         Command::Lsp { model, concurrency, stdio: _ } => {
             lsp::lsp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
+        }
+        Command::Acp { model, concurrency } => {
+            acp::acp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
         }
         Command::ServePush(args) => gcp::serve_push(*args, engine, cli.sandbox, &home, env).await,
         Command::Status { task } => review::status(task, &home).await,
@@ -89,6 +97,8 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         Command::Search(args) => knowledge::search(args, &home, env).await,
         Command::Doctor(args) => doctor::doctor(args, Some(home.root), cli.sandbox, env).await,
         Command::Eval(args) => eval::eval(args, engine, cli.sandbox, &home, env).await,
+        Command::Pr(args) => forge::pr(*args, &home, env).await,
+        Command::ServeWebhooks(args) => forge::serve_webhooks(*args, &home, env).await,
     }
 }
 
@@ -107,7 +117,10 @@ fn report(error: &anyhow::Error) -> ExitCode {
 fn install_logging(format: LogFormat, command: &Command, filter: Option<&str>) {
     let default = if matches!(
         command,
-        Command::ServeWorker { .. } | Command::ServePush(_) | Command::Lambda(_)
+        Command::ServeWorker { .. }
+            | Command::ServePush(_)
+            | Command::Lambda(_)
+            | Command::ServeWebhooks(_)
     ) {
         "info"
     } else {

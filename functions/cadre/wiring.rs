@@ -76,6 +76,8 @@ pub(crate) struct Environment {
     xdg_data_home: Option<PathBuf>,
     home: Option<PathBuf>,
     pub(crate) log_filter: Option<String>,
+    /// Forge tokens, webhook secrets and the git identity (`functions/cadre/forge.rs`).
+    pub(crate) forge: crate::forge::ForgeEnv,
 }
 
 impl Environment {
@@ -96,6 +98,7 @@ impl Environment {
             xdg_data_home: var("XDG_DATA_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
             log_filter: var("CADRE_LOG"),
+            forge: crate::forge::ForgeEnv::read(&var),
         }
     }
 }

@@ -17,7 +17,7 @@ variable "teams" {
 }
 
 variable "team_environment" {
-  description = "Per team, more environment for its functions (the model key, the state store's settings)."
+  description = "Per team, more environment for its functions (the model key)."
   type        = map(map(string))
   default     = {}
   sensitive   = true

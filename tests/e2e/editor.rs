@@ -15,7 +15,8 @@ const PLAN: &str = r#"{"summary": "add() subtracts; make it add", "steps": [{"de
 const FIX: &str =
     "calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\n";
 
-fn model(req: &CapturedRequest) -> Scripted {
+/// The scripted model of the editor tests (also `acp.rs`'s): plan, then the one-line fix.
+pub(crate) fn model(req: &CapturedRequest) -> Scripted {
     if req.system_text.contains("planning engineer") {
         Scripted::Text(PLAN.into())
     } else if req.system_text.contains("implementing engineer") {

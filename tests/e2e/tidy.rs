@@ -19,12 +19,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("infra/store", &["cadre-domain", "cadre-sqlite"]),
     ("infra/sandbox", &["cadre-domain"]),
     ("infra/vcs", &["cadre-domain"]),
+    ("infra/forge", &["cadre-domain", "cadre-sqlite"]),
     ("infra/sqlite", &[]),
     ("infra/usage", &["cadre-domain", "cadre-sqlite"]),
     ("infra/knowledge", &["cadre-domain"]),
     ("infra/gcp", &["cadre-domain"]),
     ("infra/aws", &["cadre-domain"]),
     ("lsp", &["cadre-domain"]),
+    ("acp", &["cadre-domain"]),
 ];
 
 /// External crates the domain must never depend on: it does no I/O.

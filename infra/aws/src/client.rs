@@ -24,18 +24,25 @@ pub struct Endpoint {
     pub credentials: Credentials,
 }
 
-/// An SQS client for `endpoint`.
-pub(crate) async fn build(endpoint: &Endpoint) -> aws_sdk_sqs::Client {
+/// The SDK's shared configuration for `endpoint`: region, credentials and the HTTPS client. Every
+/// service client of this crate is built from it, so they all make the same compile-time choices.
+pub(crate) async fn sdk_config(
+    url: Option<&str>,
+    region: Option<&str>,
+    credentials: &Credentials,
+) -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .endpoint_url(endpoint.url.clone());
-    if let Some(region) = &endpoint.region {
-        loader = loader.region(Region::new(region.clone()));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(url) = url {
+        loader = loader.endpoint_url(url);
     }
-    if let Credentials::Static { access_key_id, secret_access_key } = &endpoint.credentials {
+    let region = region.map(|r| Region::new(r.to_owned()));
+    if let Some(region) = region {
+        loader = loader.region(region);
+    }
+    if let Credentials::Static { access_key_id, secret_access_key } = credentials {
         loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
             access_key_id,
             secret_access_key,
@@ -45,11 +52,17 @@ pub(crate) async fn build(endpoint: &Endpoint) -> aws_sdk_sqs::Client {
         ));
     }
     let sdk = loader.load().await;
-    let mut config = aws_sdk_sqs::config::Builder::from(&sdk);
     if sdk.region().is_none() {
-        config = config.region(Region::new(FALLBACK_REGION));
+        return sdk.into_builder().region(Region::new(FALLBACK_REGION)).build();
     }
-    aws_sdk_sqs::Client::from_conf(config.build())
+    sdk
+}
+
+/// An SQS client for `endpoint`.
+pub(crate) async fn build(endpoint: &Endpoint) -> aws_sdk_sqs::Client {
+    let sdk =
+        sdk_config(Some(&endpoint.url), endpoint.region.as_deref(), &endpoint.credentials).await;
+    aws_sdk_sqs::Client::new(&sdk)
 }
 
 /// What a failed SQS call means for the port.
@@ -72,7 +85,7 @@ where
             return Failure::Stale;
         }
     }
-    Failure::Other(DisplayErrorContext(error).to_string())
+    Failure::Other(render(error))
 }
 
 /// Whether an SQS error code (from a call or a batch entry) says the receipt is not current.
@@ -83,11 +96,15 @@ pub(crate) fn stale_code(code: &str, message: &str) -> bool {
             && message.to_ascii_lowercase().contains("receipt handle"))
 }
 
-/// Renders an SDK error with its causes, for messages.
+/// Renders an SDK error for messages: the service's code and message when it answered with one (the
+/// full context would include the raw HTTP response), else the error with its causes.
 pub(crate) fn render<E, R>(error: &SdkError<E, R>) -> String
 where
-    E: std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    DisplayErrorContext(error).to_string()
+    match (error.code(), error.message()) {
+        (Some(code), message) => format!("{code}: {}", message.unwrap_or("(no message)")),
+        _ => DisplayErrorContext(error).to_string(),
+    }
 }

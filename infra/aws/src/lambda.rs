@@ -145,23 +145,32 @@ where
         failures.extend(records.map(|r| ItemFailure { item_identifier: r.message_id }));
     } else {
         let mut running = tokio::task::JoinSet::new();
+        // Which record each task runs, so a task that fails outside the handler still names its
+        // record as failed: left out of `batchItemFailures`, it would be deleted unprocessed.
+        let mut records = HashMap::new();
         for record in event.records {
             let delivery = adopt(queue, &record, now);
             let handle = Arc::clone(&handle);
-            running.spawn(async move {
+            let message_id = record.message_id.clone();
+            let task = running.spawn(async move {
                 let receipt = delivery.receipt.clone();
                 run_one(handle, delivery).await;
-                (record.message_id, receipt)
+                receipt
             });
+            records.insert(task.id(), message_id);
         }
-        while let Some(joined) = running.join_next().await {
-            match joined {
-                Ok((id, receipt)) => {
-                    if !done(queue, &receipt).await {
-                        failures.push(ItemFailure { item_identifier: id });
-                    }
+        while let Some(joined) = running.join_next_with_id().await {
+            let (task, settled) = match joined {
+                Ok((task, receipt)) => (task, done(queue, &receipt).await),
+                Err(error) => {
+                    tracing::error!(%error, "a record's task failed outside the engine; reporting it failed");
+                    (error.id(), false)
                 }
-                Err(error) => tracing::error!(%error, "a record's task failed outside the engine"),
+            };
+            if let Some(id) = records.remove(&task) {
+                if !settled {
+                    failures.push(ItemFailure { item_identifier: id });
+                }
             }
         }
     }

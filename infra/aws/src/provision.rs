@@ -1,10 +1,11 @@
-//! Creating a queue with its dead-letter queue, as `terraform/aws` does in a real account: for local
-//! runs against an SQS-compatible server, the tests and the benchmark.
+//! Creating a queue with its dead-letter queue, and the state table, as `terraform/aws` does in a real
+//! account: for local runs against an SQS- and DynamoDB-compatible server, the tests and the benchmark.
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::client::{self, Endpoint};
 use crate::config::QueueUrl;
+use crate::dynamodb::{self, DynamoDbConfig, Table};
 use crate::sqs::ConnectError;
 
 /// A queue to create.
@@ -76,4 +77,86 @@ pub async fn create_queue_with_dead_letters(
     }
     let url = create.send().await.map_err(|e| failed(&name, client::render(&e)))?;
     QueueUrl::parse(url.queue_url().unwrap_or_default()).map_err(|e| failed(&name, e.to_string()))
+}
+
+/// Creates the state table as `terraform/aws` does (on-demand billing, the `pk`/`sk` keys, the two
+/// task indexes and the usage index), for local runs against a DynamoDB-compatible server, the tests and the benchmark.
+///
+/// # Errors
+/// Returns [`ConnectError::CreateFailed`] when the server refuses the table.
+pub async fn create_state_table(config: &DynamoDbConfig) -> Result<(), ConnectError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let table = Table::connect(config).await;
+    let failed = |cause: String| ConnectError::CreateFailed { name: config.table.clone(), cause };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| failed(e.to_string()))
+    };
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .map_err(|e| failed(e.to_string()))
+    };
+    let index = |name: &str, hash: &str, sort: &str, projection: Projection| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash)?)
+            .key_schema(key(sort, KeyType::Range)?)
+            .projection(projection)
+            .build()
+            .map_err(|e| failed(e.to_string()))
+    };
+    let with_task = Projection::builder()
+        .projection_type(ProjectionType::Include)
+        .non_key_attributes("task")
+        .build();
+    let keys_only = Projection::builder().projection_type(ProjectionType::KeysOnly).build();
+    let with_row = Projection::builder()
+        .projection_type(ProjectionType::Include)
+        .non_key_attributes("row")
+        .build();
+    table
+        .client
+        .create_table()
+        .table_name(&config.table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(dynamodb::PARTITION_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(dynamodb::SORT_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(dynamodb::KIND, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(dynamodb::CREATED_AT, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(dynamodb::TASK_ID, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(dynamodb::USAGE_KIND, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(dynamodb::USAGE_AT, ScalarAttributeType::N)?)
+        .key_schema(key(dynamodb::PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(dynamodb::SORT_KEY, KeyType::Range)?)
+        .global_secondary_indexes(index(
+            dynamodb::INDEX_BY_CREATED,
+            dynamodb::KIND,
+            dynamodb::CREATED_AT,
+            with_task,
+        )?)
+        .global_secondary_indexes(index(
+            dynamodb::INDEX_BY_ID,
+            dynamodb::KIND,
+            dynamodb::TASK_ID,
+            keys_only,
+        )?)
+        .global_secondary_indexes(index(
+            dynamodb::USAGE_BY_TIME,
+            dynamodb::USAGE_KIND,
+            dynamodb::USAGE_AT,
+            with_row,
+        )?)
+        .send()
+        .await
+        .map_err(|e| failed(crate::client::render(&e)))?;
+    Ok(())
 }

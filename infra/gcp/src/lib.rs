@@ -30,6 +30,7 @@ mod pubsub;
 mod rest;
 mod storage;
 mod time;
+mod vector_store;
 mod vertex;
 
 /// Re-exported so the binary can implement [`PushRunner`] without a dependency of its own.
@@ -44,6 +45,7 @@ pub use pubsub::push::{push_router, serve, PushAuth, PushQueue, PushRunner, Push
 pub use pubsub::{PubSubConfig, PubSubQueue, ATTR_MESSAGE_ID, ATTR_NOT_BEFORE, ATTR_REASON};
 pub use storage::{CloudStorage, StorageConfig, StorageError};
 pub use time::parse_rfc3339_millis;
+pub use vector_store::VertexVectorStore;
 pub use vertex::{
     Datapoint, Neighbor, Restrict, VectorError, VertexConfig, VertexVectorIndex, REPO_NAMESPACE,
     TEAM_NAMESPACE,

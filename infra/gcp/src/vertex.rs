@@ -3,8 +3,8 @@
 //! the endpoint the index is deployed to (`…/indexEndpoints/{id}:findNeighbors`), with restricts so a
 //! query sees only one repository's and one team's vectors.
 //!
-//! No domain port takes vectors yet (the embedded knowledge base keeps its own), so nothing wires this
-//! client in; it is the Google Cloud half of that future port, tested at the wire.
+//! `VertexVectorStore` (`vector_store.rs`) puts it behind the domain's `VectorStore` port, which the
+//! knowledge base uses (`EmbeddedKnowledge::with_vector_store`).
 
 use reqwest::Method;
 use serde::Deserialize;

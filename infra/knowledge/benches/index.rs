@@ -4,6 +4,10 @@
 //! Prints: full index throughput (lines/s, MB/s), single-file re-index time (an edit, re-indexed alone,
 //! and found by a `Changed` walk), query latency p50/p99 over a fixed query set, symbol lookup and
 //! repository map times, index size on disk, and peak RSS. The edited file is restored at the end.
+//! Each index run's phases (walk, parse, write) are printed from the indexer's `index run` debug event.
+//! With `--ceiling`, it then times on one thread, per CPU second, tree-sitter's parse alone and
+//! [`cadre_knowledge::outline`] (parse, chunks, symbols, references) over the corpus's `.rs` files, to
+//! show where the full index's time goes (compare with the anchors' py-tree-sitter parse ceiling).
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::cast_precision_loss)]
 
 use std::path::{Path, PathBuf};
@@ -40,6 +44,8 @@ const QUERIES: &[&str] = &[
 const QUERY_ROUNDS: usize = 20;
 
 fn main() {
+    // Ignored when a subscriber is already set; the bench only reads the indexer's phase timings.
+    let _ = tracing::subscriber::set_global_default(PhaseLog);
     let Some(dir) = std::env::args().skip(1).find(|a| !a.starts_with('-')) else {
         eprintln!("usage: cargo bench -p cadre-knowledge --bench index -- DIR");
         std::process::exit(2);
@@ -48,6 +54,54 @@ fn main() {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(run(&root));
+    if std::env::args().any(|a| a == "--ceiling") {
+        ceiling(&root);
+    }
+}
+
+/// Single-threaded parse and outline rates over every `.rs` file, read into memory first.
+fn ceiling(root: &Path) {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with(".git") {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+                files.push((rel, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+    let lines: usize = files.iter().map(|f| f.1.iter().filter(|&&b| b == b'\n').count()).sum();
+    let rate = |what: &str, cpu: f64| {
+        println!(
+            "ceiling, one thread, {} .rs files: {what}: {cpu:.2} CPU s, {:.1} MB per CPU s, {:.0} lines per CPU s",
+            files.len(),
+            bytes as f64 / 1e6 / cpu,
+            lines as f64 / cpu
+        );
+    };
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&tree_sitter_rust::LANGUAGE.into()).expect("rust grammar");
+    let before = cpu_seconds();
+    let mut errors = 0;
+    for (_, text) in &files {
+        let tree = parser.parse(text, None).expect("parse");
+        errors += usize::from(tree.root_node().has_error());
+    }
+    rate(&format!("tree-sitter parse only ({errors} with errors)"), cpu_seconds() - before);
+    let before = cpu_seconds();
+    let mut chunks = 0;
+    for (path, text) in &files {
+        chunks += cadre_knowledge::outline(path, text).chunks.len();
+    }
+    rate(
+        &format!("outline: parse + chunks + symbols + references ({chunks} chunks)"),
+        cpu_seconds() - before,
+    );
 }
 
 async fn run(root: &Path) {
@@ -227,4 +281,39 @@ fn peak_rss_kb() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Prints the fields of the indexer's `index run` debug event (walk, parse and write times), so a
+/// throughput figure comes with where its time went. A subscriber of a dozen lines, because
+/// `tracing-subscriber` is not a dependency of this crate.
+struct PhaseLog;
+
+impl tracing::Subscriber for PhaseLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("cadre_knowledge::indexer")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(String, bool);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.1 = format!("{value:?}") == "index run";
+                } else {
+                    self.0.push_str(&format!(" {}={value:?}", field.name()));
+                }
+            }
+        }
+        let mut fields = Fields(String::new(), false);
+        event.record(&mut fields);
+        if fields.1 {
+            println!("  phases:{}", fields.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -13,6 +13,7 @@ use cadre_domain::ports::knowledge::{
     MapRequest, Memory, MemoryQuery, NewMemory, RepoKey, RepoMap, SearchMode, SearchQuery,
     SearchResults, SymbolLookup, VectorStatus,
 };
+use cadre_domain::ports::vectors::{NearestQuery, Restrict, VectorRecord, VectorStore};
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 
@@ -29,10 +30,15 @@ const EMBED_MAX_BYTES: usize = 6000;
 
 type Repos = Arc<Mutex<HashMap<RepoKey, Arc<Mutex<RepoIndex>>>>>;
 
+/// The restrict namespace naming a record's repository in the vector store.
+pub const REPOSITORY_NAMESPACE: &str = "repository";
+
 /// The embedded knowledge base.
 pub struct EmbeddedKnowledge {
     dir: PathBuf,
     embedder: Option<Arc<dyn Embedder>>,
+    /// Where chunk vectors live: an [`crate::EmbeddedVectorStore`] beside the indexes by default.
+    vectors: Arc<dyn VectorStore>,
     limits: IndexLimits,
     repos: Repos,
 }
@@ -64,9 +70,12 @@ impl EmbeddedKnowledge {
                 dir.display()
             ))
         })?;
+        let vectors = crate::EmbeddedVectorStore::open(&dir.join("vectors.sqlite"))
+            .map_err(|e| KnowledgeError::Unavailable(e.to_string()))?;
         Ok(EmbeddedKnowledge {
             dir,
             embedder: None,
+            vectors: Arc::new(vectors),
             limits: IndexLimits::default(),
             repos: Repos::default(),
         })
@@ -76,6 +85,14 @@ impl EmbeddedKnowledge {
     #[must_use]
     pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> EmbeddedKnowledge {
         self.embedder = Some(embedder);
+        self
+    }
+
+    /// Keeps chunk vectors in `store` (e.g. Vertex AI Vector Search) instead of the embedded one.
+    /// Records are named `<repo key>/<chunk>` and restricted to [`REPOSITORY_NAMESPACE`] = the key.
+    #[must_use]
+    pub fn with_vector_store(mut self, store: Arc<dyn VectorStore>) -> EmbeddedKnowledge {
+        self.vectors = store;
         self
     }
 
@@ -116,6 +133,7 @@ impl EmbeddedKnowledge {
         let mut report = self
             .with_repo(repo, true, move |r| indexer::run(r, &root, &scope, &limits, &*progress))
             .await?;
+        self.remove_stale_vectors(repo).await?;
         if let Some(embedder) = &self.embedder {
             report.vectors = self.embed_missing(repo, embedder.as_ref()).await?;
         }
@@ -133,7 +151,7 @@ impl EmbeddedKnowledge {
             Ok(IndexStats {
                 totals: indexer::totals(r)?,
                 segments: r.state.lexical.segments.len(),
-                vectors: r.state.vectors.len(),
+                vectors: r.state.embedded.len(),
                 disk_bytes: dir_size(&r.dir),
             })
         })
@@ -201,14 +219,16 @@ impl EmbeddedKnowledge {
         repo: &RepoKey,
         embedder: &dyn Embedder,
     ) -> Result<VectorStatus, KnowledgeError> {
-        let model = format!("{}@{}", embedder.model_id(), embedder.dimensions());
+        // `store:` marks indexes whose vectors live in the vector store (older ones kept them here).
+        let model = format!("store:{}@{}", embedder.model_id(), embedder.dimensions());
         let missing: Vec<u32> = self
             .with_repo(repo, false, move |r| {
                 if store::meta(&r.conn, "embed_model")?.as_deref() != Some(model.as_str()) {
                     r.conn
                         .execute("DELETE FROM kb_vectors", [])
                         .map_err(|e| unavailable("drop old vectors", e))?;
-                    r.state.vectors.clear();
+                    let old: Vec<u32> = r.state.embedded.drain().collect();
+                    r.state.stale_vectors.extend(old);
                     store::set_meta(&r.conn, "embed_model", &model)?;
                 }
                 let mut ids: Vec<u32> = r
@@ -216,12 +236,13 @@ impl EmbeddedKnowledge {
                     .chunk_blob
                     .keys()
                     .copied()
-                    .filter(|c| !r.state.vectors.contains(*c))
+                    .filter(|c| !r.state.embedded.contains(c))
                     .collect();
                 ids.sort_unstable();
                 Ok(ids)
             })
             .await?;
+        self.remove_stale_vectors(repo).await?;
         let mut embedded = 0u64;
         for batch in missing.chunks(EMBED_BATCH) {
             let ids = batch.to_vec();
@@ -245,20 +266,32 @@ impl EmbeddedKnowledge {
                 }
                 Err(e) => return Ok(VectorStatus::Failed { error: e.to_string() }),
             };
+            let restricts = vec![Restrict::new(REPOSITORY_NAMESPACE, [repo.as_str()])];
+            let records: Vec<VectorRecord> = batch
+                .iter()
+                .zip(vectors)
+                .map(|(&id, vector)| VectorRecord {
+                    id: vector_id(repo, id),
+                    vector,
+                    restricts: restricts.clone(),
+                })
+                .collect();
+            if let Err(e) = self.vectors.upsert(&records).await {
+                return Ok(VectorStatus::Failed { error: e.to_string() });
+            }
             let ids = batch.to_vec();
             self.with_repo(repo, false, move |r| {
-                let tx = r.conn.transaction().map_err(|e| unavailable("store vectors", e))?;
-                for (id, v) in ids.iter().zip(&vectors) {
+                let tx = r.conn.transaction().map_err(|e| unavailable("record vectors", e))?;
+                for id in &ids {
+                    // The vector itself lives in the store; this row says the store has it.
                     tx.execute(
-                        "INSERT OR REPLACE INTO kb_vectors (chunk, vector) VALUES (?1, ?2)",
-                        params![id, crate::vectors::to_bytes(v)],
+                        "INSERT OR REPLACE INTO kb_vectors (chunk, vector) VALUES (?1, x'')",
+                        params![id],
                     )
-                    .map_err(|e| unavailable("store vectors", e))?;
+                    .map_err(|e| unavailable("record vectors", e))?;
                 }
-                tx.commit().map_err(|e| unavailable("store vectors", e))?;
-                for (id, v) in ids.iter().zip(&vectors) {
-                    r.state.vectors.insert(*id, v);
-                }
+                tx.commit().map_err(|e| unavailable("record vectors", e))?;
+                r.state.embedded.extend(ids);
                 Ok(())
             })
             .await?;
@@ -266,6 +299,71 @@ impl EmbeddedKnowledge {
         }
         Ok(VectorStatus::Embedded { chunks: embedded })
     }
+
+    /// Removes from the vector store the vectors of chunks gone from the index. A failure keeps them
+    /// for the next run: until then searches skip them, as they name no live chunk.
+    async fn remove_stale_vectors(&self, repo: &RepoKey) -> Result<(), KnowledgeError> {
+        let stale: Vec<u32> =
+            self.with_repo(repo, false, |r| Ok(std::mem::take(&mut r.state.stale_vectors))).await?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = stale.iter().map(|&c| vector_id(repo, c)).collect();
+        if let Err(error) = self.vectors.remove(&ids).await {
+            tracing::warn!(%error, vectors = ids.len(), "stale vectors kept for the next index run");
+            self.with_repo(repo, false, move |r| {
+                r.state.stale_vectors.extend(stale);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The query's nearest chunks from the vector store, or why vector retrieval cannot run.
+    async fn nearest(
+        &self,
+        repo: &RepoKey,
+        query: &SearchQuery,
+        embedder: &dyn Embedder,
+    ) -> QueryVector {
+        let vector = match embedder
+            .embed(std::slice::from_ref(&query.text), EmbedPurpose::Query)
+            .await
+        {
+            Ok(mut v) if v.len() == 1 => v.remove(0),
+            Ok(v) => {
+                return QueryVector::Unavailable(format!(
+                    "the embedder returned {} vectors for 1 query",
+                    v.len()
+                ))
+            }
+            Err(error) => return QueryVector::Unavailable(format!("the embedder failed: {error}")),
+        };
+        let request = NearestQuery {
+            vector,
+            k: (query.limit.max(1) * 3).max(30),
+            restricts: vec![Restrict::new(REPOSITORY_NAMESPACE, [repo.as_str()])],
+        };
+        match self.vectors.nearest(&request).await {
+            Ok(neighbors) => QueryVector::Ready(
+                neighbors
+                    .into_iter()
+                    .filter_map(|n| Some((chunk_of_vector_id(repo, &n.id)?, n.score)))
+                    .collect(),
+            ),
+            Err(error) => QueryVector::Unavailable(format!("the vector store failed: {error}")),
+        }
+    }
+}
+
+/// The vector store's id of a chunk: unique across repositories sharing one store.
+fn vector_id(repo: &RepoKey, chunk: u32) -> String {
+    format!("{repo}/{chunk}")
+}
+
+fn chunk_of_vector_id(repo: &RepoKey, id: &str) -> Option<u32> {
+    id.strip_prefix(repo.as_str())?.strip_prefix('/')?.parse().ok()
 }
 
 /// What is embedded for a chunk: its symbol and context, then its text, cut to a size models take.
@@ -355,17 +453,7 @@ impl KnowledgeBase for EmbeddedKnowledge {
                 None => QueryVector::Unavailable(
                     "no embedder is configured, so vector retrieval is off".into(),
                 ),
-                Some(e) => match e
-                    .embed(std::slice::from_ref(&query.text), EmbedPurpose::Query)
-                    .await
-                {
-                    Ok(mut v) if v.len() == 1 => QueryVector::Ready(v.remove(0)),
-                    Ok(v) => QueryVector::Unavailable(format!(
-                        "the embedder returned {} vectors for 1 query",
-                        v.len()
-                    )),
-                    Err(error) => QueryVector::Unavailable(format!("the embedder failed: {error}")),
-                },
+                Some(e) => self.nearest(repo, query, e.as_ref()).await,
             }
         };
         let (key, query) = (repo.clone(), query.clone());

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cadre_domain::ports::knowledge::{
     FileNote, IndexReport, IndexScope, IndexTotals, KnowledgeError, Language, LexicalReason,
@@ -21,7 +21,7 @@ use rusqlite::{params, Transaction};
 use crate::lexical::{DocTerms, Segment, SegmentBuilder};
 use crate::repo::{Delta, FileRow, RepoIndex, RepoState};
 use crate::store::{self, unavailable};
-use crate::syntax::{Def, Lines, Parsers, Span};
+use crate::syntax::{Def, Lines, Parsers, PhaseTimes, Span};
 use crate::walk::{self, Found, IndexLimits};
 
 /// How far a run is, for a progress bar.
@@ -123,12 +123,14 @@ pub(crate) fn run(
     work.sort_by_key(|f| std::cmp::Reverse(f.size));
 
     let mut delta = Delta::default();
+    // Small while writing (see WRITE_CACHE_KIB); a failed run leaves it small until the next one ends.
+    store::set_cache_kib(&repo.conn, store::WRITE_CACHE_KIB)?;
     let tx = repo.conn.transaction().map_err(|e| unavailable("start an index transaction", e))?;
     let mut writer = Writer::new(&tx, &repo.state, &mut delta, &mut report);
     let total = work.len() as u64;
     let walked = started.elapsed();
-    let mut writing = std::time::Duration::ZERO;
-    let parse_cpu = parse_all(&work, &repo.state.oids, limits, |outcome, done| {
+    let mut writing = Duration::ZERO;
+    let workers = parse_all(&work, &repo.state.oids, limits, |outcome, done| {
         let t = Instant::now();
         writer.write(outcome)?;
         writing += t.elapsed();
@@ -136,6 +138,7 @@ pub(crate) fn run(
         Ok(())
     })?;
     let parsed_at = started.elapsed();
+    let segment_add = writer.segment_time;
     for path in &removed {
         writer.remove(path)?;
     }
@@ -143,6 +146,7 @@ pub(crate) fn run(
     let builder = std::mem::take(&mut writer.builder);
     drop(writer);
 
+    let t = Instant::now();
     if !builder.is_empty() {
         let name = next_segment_name(&tx)?;
         let bytes = builder.finish();
@@ -155,6 +159,8 @@ pub(crate) fn run(
         .map_err(|e| unavailable("record a lexical segment", e))?;
         delta.segment = Some((name, seg));
     }
+    let segment_write = t.elapsed();
+    let t = Instant::now();
     {
         let mut dead = tx
             .prepare_cached("INSERT OR IGNORE INTO kb_dead (chunk) VALUES (?1)")
@@ -166,6 +172,9 @@ pub(crate) fn run(
     store::set_meta(&tx, "root", &root.to_string_lossy())?;
     let generation = store::bump_generation(&tx)?;
     tx.commit().map_err(|e| unavailable("commit the index", e))?;
+    store::set_cache_kib(&repo.conn, store::QUERY_CACHE_KIB)?;
+    let committed = t.elapsed();
+    let t = Instant::now();
     repo.apply(delta);
     repo.generation = generation;
     maintain(repo)?;
@@ -175,6 +184,7 @@ pub(crate) fn run(
     }
 
     report.totals = totals(repo)?;
+    let finished = t.elapsed();
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::debug!(
         files = report.files_seen,
@@ -182,8 +192,20 @@ pub(crate) fn run(
         chunks = report.chunks_added,
         walk_ms = walked.as_millis(),
         parse_phase_ms = (parsed_at - walked).as_millis(),
-        parse_cpu_ms = parse_cpu.as_millis(),
+        read_ms = workers.read.as_millis(),
+        hash_ms = workers.hash.as_millis(),
+        decode_ms = workers.decode.as_millis(),
+        tree_sitter_ms = workers.analysis.parse.as_millis(),
+        outline_ms = workers.analysis.outline.as_millis(),
+        refs_ms = workers.analysis.refs.as_millis(),
+        free_tree_ms = workers.analysis.free.as_millis(),
+        terms_ms = workers.terms.as_millis(),
+        workers_blocked_ms = workers.blocked.as_millis(),
         write_ms = writing.as_millis(),
+        segment_add_ms = segment_add.as_millis(),
+        segment_write_ms = segment_write.as_millis(),
+        commit_ms = committed.as_millis(),
+        finish_ms = finished.as_millis(),
         ms = report.elapsed_ms,
         "index run"
     );
@@ -250,37 +272,65 @@ pub(crate) fn check_relative(path: &str) -> Result<(), KnowledgeError> {
     Ok(())
 }
 
+/// Where the workers' time went, summed over workers (so it can exceed the wall time).
+#[derive(Debug, Default, Clone, Copy)]
+struct WorkerTimes {
+    read: Duration,
+    hash: Duration,
+    decode: Duration,
+    analysis: PhaseTimes,
+    terms: Duration,
+    /// Waiting for the writer to take an outcome (the channel was full).
+    blocked: Duration,
+}
+
+impl WorkerTimes {
+    fn add(&mut self, other: &WorkerTimes) {
+        self.read += other.read;
+        self.hash += other.hash;
+        self.decode += other.decode;
+        self.analysis.parse += other.analysis.parse;
+        self.analysis.outline += other.analysis.outline;
+        self.analysis.refs += other.analysis.refs;
+        self.analysis.free += other.analysis.free;
+        self.terms += other.terms;
+        self.blocked += other.blocked;
+    }
+}
+
 /// Reads, hashes and parses `work` on every core, handing each outcome to `sink` on this thread.
 fn parse_all(
     work: &[Found],
     known: &HashMap<String, i64>,
     limits: &IndexLimits,
     mut sink: impl FnMut(Outcome, u64) -> Result<(), KnowledgeError>,
-) -> Result<std::time::Duration, KnowledgeError> {
-    let busy_ns = std::sync::atomic::AtomicU64::new(0);
+) -> Result<WorkerTimes, KnowledgeError> {
     let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(2, std::num::NonZero::get)
         .min(work.len().max(1));
     let (tx, rx) = mpsc::sync_channel::<Outcome>(64);
     std::thread::scope(|scope| {
+        let mut workers = Vec::with_capacity(threads);
         for _ in 0..threads {
             let tx = tx.clone();
-            let (next, busy_ns) = (&next, &busy_ns);
-            scope.spawn(move || {
+            let next = &next;
+            workers.push(scope.spawn(move || {
                 let mut parsers = Parsers::new();
+                let mut times = WorkerTimes::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(found) = work.get(i) else { break };
+                    let outcome = process(found.clone(), known, limits, &mut parsers, &mut times);
                     let t = Instant::now();
-                    let outcome = process(found.clone(), known, limits, &mut parsers);
-                    let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    busy_ns.fetch_add(ns, Ordering::Relaxed);
                     if tx.send(outcome).is_err() {
                         break;
                     }
+                    times.blocked += t.elapsed();
                 }
-            });
+                times.analysis = parsers.times;
+                times
+            }));
         }
         drop(tx);
         let mut done = 0;
@@ -289,9 +339,14 @@ fn parse_all(
             // On an error the receiver is dropped when this returns, so the workers stop at their next send.
             sink(outcome, done)?;
         }
-        Ok(())
-    })?;
-    Ok(std::time::Duration::from_nanos(busy_ns.load(Ordering::Relaxed)))
+        let mut total = WorkerTimes::default();
+        for worker in workers {
+            if let Ok(times) = worker.join() {
+                total.add(&times);
+            }
+        }
+        Ok(total)
+    })
 }
 
 fn process(
@@ -299,19 +354,25 @@ fn process(
     known: &HashMap<String, i64>,
     limits: &IndexLimits,
     parsers: &mut Parsers,
+    times: &mut WorkerTimes,
 ) -> Outcome {
     if found.size > limits.max_file_bytes {
         let reason = SkipReason::TooLarge { bytes: found.size, limit: limits.max_file_bytes };
         return Outcome::Skipped(found, reason);
     }
+    let t = Instant::now();
     let bytes = match std::fs::read(&found.abs) {
         Ok(bytes) => bytes,
         Err(e) => return Outcome::Skipped(found, SkipReason::Unreadable { error: e.to_string() }),
     };
+    let read = Instant::now();
+    times.read += read - t;
     if let Some(reason) = walk::skip_reason(&bytes, limits) {
         return Outcome::Skipped(found, reason);
     }
     let oid = crate::blob::blob_id(&bytes);
+    let hashed = Instant::now();
+    times.hash += hashed - read;
     if known.contains_key(&oid) {
         return Outcome::Known(found, oid);
     }
@@ -319,8 +380,10 @@ fn process(
         Ok(text) => (text, true),
         Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
     };
+    times.decode += hashed.elapsed();
     let language = crate::language::detect(&found.path);
     let analysis = parsers.analyze(&found.path, language, &text, valid);
+    let t = Instant::now();
     let lines = Lines::new(&text);
     let chunks = analysis
         .spans
@@ -348,6 +411,7 @@ fn process(
         refs: crate::refs::encode(&analysis.refs),
         text,
     };
+    times.terms += t.elapsed();
     Outcome::New(found, Box::new(parsed))
 }
 
@@ -359,6 +423,8 @@ struct Writer<'a> {
     new_oids: HashMap<String, i64>,
     next_chunk: u32,
     builder: SegmentBuilder,
+    /// Time spent adding documents to the lexical segment (the rest of writing is SQLite).
+    segment_time: Duration,
     orphans: HashSet<i64>,
     delta: &'a mut Delta,
     report: &'a mut IndexReport,
@@ -379,6 +445,7 @@ impl<'a> Writer<'a> {
             new_oids: HashMap::new(),
             next_chunk: state.next_chunk,
             builder: SegmentBuilder::default(),
+            segment_time: Duration::ZERO,
             orphans: HashSet::new(),
             delta,
             report,
@@ -460,7 +527,9 @@ impl<'a> Writer<'a> {
                         span.context
                     ])
                     .map_err(q)?;
+                let t = Instant::now();
                 self.builder.add(id, terms);
+                self.segment_time += t.elapsed();
                 self.delta.chunks_added.push((id, blob));
             }
             let mut insert = self
@@ -585,7 +654,11 @@ fn clear(repo: &mut RepoIndex) -> Result<(), KnowledgeError> {
         let _ = std::fs::remove_file(repo.segment_path(name));
     }
     let next = repo.state.next_chunk;
-    repo.state = crate::repo::RepoState { next_chunk: next, ..Default::default() };
+    // Every vector of the old index goes; the store is told after the run (see `EmbeddedKnowledge`).
+    let mut stale = std::mem::take(&mut repo.state.stale_vectors);
+    stale.extend(repo.state.embedded.iter().copied());
+    repo.state =
+        crate::repo::RepoState { next_chunk: next, stale_vectors: stale, ..Default::default() };
     repo.generation = store::generation(&repo.conn)?;
     Ok(())
 }

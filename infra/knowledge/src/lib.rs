@@ -11,8 +11,10 @@
 //! so an index run re-parses only content it has never seen — after a commit, a checkout or an edit in
 //! the editor alike — and identical or renamed files cost nothing. Metadata lives in SQLite (`kb_*`
 //! tables); the lexical index is a purpose-built BM25 index in segment files (see `lexical`: why not
-//! tantivy); vectors, when an [`Embedder`](cadre_domain::ports::knowledge::Embedder) is configured, are
-//! searched flat and exact; lexical and vector hits are fused by reciprocal rank.
+//! tantivy); vectors, when an [`Embedder`](cadre_domain::ports::knowledge::Embedder) is configured, go
+//! to a [`VectorStore`](cadre_domain::ports::vectors::VectorStore) — [`EmbeddedVectorStore`] (flat and
+//! exact, on disk) unless another, such as Vertex AI Vector Search, is plugged in — and lexical and
+//! vector hits are fused by reciprocal rank.
 //!
 //! This crate must not call a model itself (vectors come through the `Embedder` port), must not
 //! depend on another infra crate, and must never block the async runtime: every operation runs on the
@@ -32,10 +34,12 @@ mod search;
 mod store;
 mod symbols;
 mod syntax;
+mod vector_store;
 mod vectors;
 mod walk;
 
-pub use embedded::{EmbeddedKnowledge, IndexStats};
+pub use embedded::{EmbeddedKnowledge, IndexStats, REPOSITORY_NAMESPACE};
 pub use indexer::Progress;
 pub use outline_api::{outline, FileOutline, OutlineChunk};
+pub use vector_store::EmbeddedVectorStore;
 pub use walk::IndexLimits;

@@ -9,7 +9,6 @@ use rusqlite::{params, Connection};
 
 use crate::lexical::{LexicalIndex, Segment};
 use crate::store::{self, unavailable};
-use crate::vectors::{self, VectorIndex};
 
 /// A file as indexed: its blob, or none when it was skipped, and the stat that lets an unchanged file
 /// be recognised without reading it.
@@ -29,7 +28,10 @@ pub(crate) struct RepoState {
     pub(crate) oids: HashMap<String, i64>,
     pub(crate) chunk_blob: HashMap<u32, i64>,
     pub(crate) lexical: LexicalIndex,
-    pub(crate) vectors: VectorIndex,
+    /// Chunks whose vectors the vector store holds (recorded in `kb_vectors`).
+    pub(crate) embedded: HashSet<u32>,
+    /// Chunks gone from the index whose vectors are still to be removed from the vector store.
+    pub(crate) stale_vectors: Vec<u32>,
     pub(crate) next_chunk: u32,
     /// Path terms → blobs whose path holds them; rebuilt on the first search after files changed.
     pub(crate) path_terms: Option<crate::lexical::segment::TermMap<Vec<i64>>>,
@@ -158,14 +160,13 @@ impl RepoIndex {
             state.lexical.segments.push((name, seg));
         }
         {
-            let mut stmt = conn.prepare("SELECT chunk, vector FROM kb_vectors").map_err(q)?;
+            let mut stmt = conn.prepare("SELECT chunk FROM kb_vectors").map_err(q)?;
             let mut rows = stmt.query([]).map_err(q)?;
             while let Some(row) = rows.next().map_err(q)? {
-                let id: u32 = row.get(0).map_err(q)?;
-                let bytes: Vec<u8> = row.get(1).map_err(q)?;
-                state.vectors.insert(id, &vectors::from_bytes(&bytes));
+                state.embedded.insert(row.get(0).map_err(q)?);
             }
         }
+        state.stale_vectors = std::mem::take(&mut self.state.stale_vectors);
         self.state = state;
         self.generation = generation;
         self.remove_stray_segments();
@@ -225,7 +226,9 @@ impl RepoIndex {
         }
         for chunk in delta.chunks_dead {
             s.chunk_blob.remove(&chunk);
-            s.vectors.remove(chunk);
+            if s.embedded.remove(&chunk) {
+                s.stale_vectors.push(chunk);
+            }
             s.lexical.dead.insert(chunk);
         }
         if let Some(segment) = delta.segment {

@@ -18,8 +18,8 @@ const PATH_ONLY_FILES: usize = 10;
 
 /// What the caller learnt about vectors before taking the index lock.
 pub(crate) enum QueryVector {
-    /// The query's embedding.
-    Ready(Vec<f32>),
+    /// The vector store's nearest chunks to the query's embedding, nearest first, with their cosine.
+    Ready(Vec<(u32, f32)>),
     /// Vector retrieval cannot run, and why.
     Unavailable(String),
 }
@@ -49,13 +49,13 @@ pub(crate) fn search(
         (true, QueryVector::Unavailable(reason)) => {
             (Vec::new(), RetrievalMode::LexicalOnly { reason })
         }
-        (true, QueryVector::Ready(v)) if repo.state.vectors.len() == 0 => {
-            let _ = v;
+        (true, QueryVector::Ready(_)) if repo.state.embedded.is_empty() => {
             let reason = "no chunk has a vector yet; run `cadre index` with an embedder".to_owned();
             (Vec::new(), RetrievalMode::LexicalOnly { reason })
         }
-        (true, QueryVector::Ready(v)) => {
-            let hits = repo.state.vectors.search(&v, (limit * 3).max(30), &mut accept);
+        (true, QueryVector::Ready(nearest)) => {
+            // The store does not know paths or languages: its neighbours are filtered here.
+            let hits: Vec<(u32, f32)> = nearest.into_iter().filter(|&(c, _)| accept(c)).collect();
             let mode = if query.mode == SearchMode::Vector {
                 RetrievalMode::Vector
             } else {

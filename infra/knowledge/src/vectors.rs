@@ -1,4 +1,4 @@
-//! Vectors of chunks, for semantic search: stored in `kb_vectors`, searched in memory.
+//! The in-memory vector index behind [`crate::EmbeddedVectorStore`].
 //!
 //! The search is flat and exact (a dot product with every normalized vector). At 768 dimensions that
 //! is about 20 ms per 100k chunks on one core: fine for one repository, and exact, so it is the
@@ -16,12 +16,9 @@ pub(crate) struct VectorIndex {
 }
 
 impl VectorIndex {
-    pub(crate) fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub(crate) fn contains(&self, chunk: u32) -> bool {
-        self.pos.contains_key(&chunk)
+    /// The length of the vectors held (0 before the first).
+    pub(crate) fn dims(&self) -> usize {
+        self.dims
     }
 
     pub(crate) fn clear(&mut self) {

@@ -2,6 +2,7 @@
 //! Each has an embedded implementation in `infra/` and, where a cloud needs it, a cloud one.
 
 pub mod clock;
+pub mod forge;
 pub mod knowledge;
 pub mod model;
 pub mod model_cache;
@@ -9,6 +10,7 @@ pub mod queue;
 pub mod sandbox;
 pub mod store;
 pub mod usage;
+pub mod vectors;
 pub mod workspace;
 
 use std::sync::Arc;

@@ -2,3 +2,4 @@
 
 pub mod queue;
 pub mod store;
+pub mod vectors;

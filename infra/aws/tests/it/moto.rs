@@ -1,9 +1,11 @@
-//! One `moto_server` per test binary: started on first use on a free loopback port, polled on
+//! One `moto_server` per test binary (it serves SQS and DynamoDB on one port, routing by the request's
+//! signing scope): started on first use on a free loopback port, polled on
 //! `/moto-api/` until it answers, and stopped when the test process exits (a shell holds it and kills it
 //! when the test's end of its stdin pipe closes, which happens however the process ends).
 
 use cadre_aws::{
-    create_queue_with_dead_letters, Credentials, Endpoint, QueueSpec, QueueUrl, SqsConfig, SqsQueue,
+    create_queue_with_dead_letters, create_state_table, Credentials, DynamoDbConfig, DynamoDbStore,
+    Endpoint, QueueSpec, QueueUrl, SqsConfig, SqsQueue,
 };
 use cadre_domain::ports::clock::SystemClock;
 use std::io::{Read, Write};
@@ -90,4 +92,22 @@ pub(crate) async fn connect(url: QueueUrl) -> Arc<SqsQueue> {
 /// A fresh queue and an adapter on it.
 pub(crate) async fn queue(what: &str, fifo: bool, max_receives: u32) -> Arc<SqsQueue> {
     connect(fresh_queue(what, fifo, max_receives).await).await
+}
+
+/// A fresh state table named after `what`, made as `terraform/aws` makes it.
+pub(crate) async fn fresh_table(what: &str) -> DynamoDbConfig {
+    let n = NEXT_QUEUE.fetch_add(1, Ordering::Relaxed);
+    let config = DynamoDbConfig {
+        table: format!("{what}-{n}"),
+        endpoint_url: Some(endpoint().url),
+        region: Some("us-east-1".into()),
+        credentials: credentials(),
+    };
+    create_state_table(&config).await.unwrap();
+    config
+}
+
+/// A store on a fresh state table.
+pub(crate) async fn store(what: &str) -> DynamoDbStore {
+    DynamoDbStore::connect(&fresh_table(what).await).await.unwrap()
 }

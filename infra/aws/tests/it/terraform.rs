@@ -2,7 +2,8 @@
 //! `terraform validate` cannot run): the root instantiates the team module once per team, and in the
 //! module every pipeline step has a queue, a dead-letter queue wired as its redrive target, a function,
 //! an event source mapping that reports partial batch failures, and a role whose policy names no `*`
-//! action and no `*` resource. (`terraform fmt -check` runs over all of `terraform/` in infra/gcp's
+//! action and no `*` resource; the team's state table has the keys and indexes `DynamoDbStore` uses, and
+//! each role may make only the DynamoDB calls the store makes, on that table. (`terraform fmt -check` runs over all of `terraform/` in infra/gcp's
 //! tests.)
 
 use cadre_domain::StepKind;
@@ -212,8 +213,138 @@ fn every_step_has_a_queue_dead_letter_queue_function_mapping_and_role() {
     }
     let mut resources = Vec::new();
     values_under(document, "Resource", &mut resources);
-    assert_eq!(resources.len(), 4, "every statement names its resources");
+    assert_eq!(resources.len(), 5, "every statement names its resources");
     for resource in resources.into_iter().flat_map(strings) {
         assert_ne!(resource, "*", "least privilege: a statement on every resource");
+        assert!(!resource.contains("/index/*"), "least privilege: name the indexes: {resource}");
+    }
+}
+
+/// The one statement whose `Sid` is `sid`.
+fn statement<'a>(document: &'a Expression, sid: &str) -> &'a hcl::Object<ObjectKey, Expression> {
+    let mut found = Vec::new();
+    values_under(document, "Statement", &mut found);
+    let mut objects = Vec::new();
+    for statements in found {
+        collect_objects(statements, &mut objects);
+    }
+    objects
+        .into_iter()
+        .find(|o| o.iter().any(|(k, v)| key_name(k) == "Sid" && strings(v) == [sid]))
+        .unwrap_or_else(|| panic!("the step policy has no statement {sid}"))
+}
+
+fn collect_objects<'a>(
+    expr: &'a Expression,
+    out: &mut Vec<&'a hcl::Object<ObjectKey, Expression>>,
+) {
+    match expr {
+        Expression::Object(object) => out.push(object),
+        Expression::Array(items) => items.iter().for_each(|e| collect_objects(e, out)),
+        Expression::FuncCall(call) => call.args.iter().for_each(|e| collect_objects(e, out)),
+        Expression::Conditional(c) => {
+            collect_objects(&c.true_expr, out);
+            collect_objects(&c.false_expr, out);
+        }
+        _ => {}
+    }
+}
+
+fn field<'a>(object: &'a hcl::Object<ObjectKey, Expression>, name: &str) -> &'a Expression {
+    object
+        .iter()
+        .find(|(k, _)| key_name(k) == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {name} in {object:?}"))
+}
+
+#[test]
+fn the_state_table_is_the_one_the_store_writes_and_each_role_may_only_use_it() {
+    use cadre_aws::dynamodb::{
+        CREATED_AT, INDEX_BY_CREATED, INDEX_BY_ID, KIND, PARTITION_KEY, SORT_KEY, TASK_ID,
+        USAGE_AT, USAGE_BY_TIME, USAGE_KIND,
+    };
+    let module = module("modules/cadre-team");
+    let table = module
+        .resources
+        .get(&("aws_dynamodb_table".to_owned(), "state".to_owned()))
+        .expect("terraform/aws has aws_dynamodb_table.state, one per team");
+    assert_eq!(rendered(table, "billing_mode"), "\"PAY_PER_REQUEST\"", "on-demand billing");
+    assert_eq!(strings(attr(table, "hash_key")), [PARTITION_KEY]);
+    assert_eq!(strings(attr(table, "range_key")), [SORT_KEY]);
+    let attributes: BTreeMap<String, String> = table
+        .blocks()
+        .filter(|b| b.identifier() == "attribute")
+        .map(|b| {
+            (strings(attr(b.body(), "name"))[0].clone(), strings(attr(b.body(), "type"))[0].clone())
+        })
+        .collect();
+    let want: BTreeMap<String, String> = [
+        (PARTITION_KEY, "S"),
+        (SORT_KEY, "S"),
+        (KIND, "S"),
+        (CREATED_AT, "N"),
+        (TASK_ID, "S"),
+        (USAGE_KIND, "S"),
+        (USAGE_AT, "N"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(attributes, want, "the key attributes and their types");
+    let indexes: BTreeMap<String, (String, String)> = table
+        .blocks()
+        .filter(|b| b.identifier() == "global_secondary_index")
+        .map(|b| {
+            let get = |key: &str| strings(attr(b.body(), key))[0].clone();
+            (get("name"), (get("hash_key"), get("range_key")))
+        })
+        .collect();
+    let want: BTreeMap<String, (String, String)> = [
+        (INDEX_BY_CREATED, (KIND, CREATED_AT)),
+        (INDEX_BY_ID, (KIND, TASK_ID)),
+        (USAGE_BY_TIME, (USAGE_KIND, USAGE_AT)),
+    ]
+    .into_iter()
+    .map(|(name, (hash, range))| (name.to_owned(), (hash.to_owned(), range.to_owned())))
+    .collect();
+    assert_eq!(indexes, want, "the indexes the store and the usage ledger query");
+
+    let function = module.resource("aws_lambda_function", "step");
+    let environment =
+        function.blocks().find(|b| b.identifier() == "environment").expect("environment");
+    let variables = rendered(environment.body(), "variables");
+    assert!(
+        variables.contains("CADRE_STATE") && variables.contains("aws_dynamodb_table.state.name"),
+        "every function is told the table: {variables}"
+    );
+
+    let policy = module.resource("aws_iam_role_policy", "step");
+    let document = json_argument(attr(policy, "policy"));
+    let state = statement(document, "TaskState");
+    let mut actions = strings(field(state, "Action"));
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "dynamodb:DescribeTable",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem"
+        ],
+        "only the calls the store, ledger and cache make (transactions are puts and updates)"
+    );
+    let resources = strings(field(state, "Resource"));
+    assert_eq!(resources.len(), 4, "{resources:?}");
+    assert_eq!(resources[0], "aws_dynamodb_table.state.arn");
+    for (resource, index) in
+        resources[1..].iter().zip([INDEX_BY_CREATED, INDEX_BY_ID, USAGE_BY_TIME])
+    {
+        assert!(
+            resource.contains("aws_dynamodb_table.state.arn")
+                && resource.trim_matches('"').ends_with(&format!("/index/{index}")),
+            "{resource}"
+        );
     }
 }

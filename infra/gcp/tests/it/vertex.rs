@@ -186,3 +186,26 @@ async fn a_missing_index_is_refused_and_an_unreachable_one_is_unavailable() {
     let error = unreachable.find_neighbors(&[1.0], 1, &[]).await.unwrap_err();
     assert!(matches!(error, VectorError::Unavailable(_)) && error.is_retryable(), "{error}");
 }
+
+#[tokio::test]
+async fn the_vector_store_port_holds_on_vector_search() {
+    use cadre_domain::ports::vectors::VectorStore;
+    use cadre_testkit::contracts::vectors::{vector_store_contract, CONTRACT_DIMENSIONS};
+    vector_store_contract(|| async {
+        let (index, _points) = vertex().await;
+        Arc::new(cadre_gcp::VertexVectorStore::new(index, CONTRACT_DIMENSIONS))
+            as Arc<dyn VectorStore>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_index_is_refused_through_the_port() {
+    use cadre_domain::ports::vectors::{VectorRecord, VectorStore, VectorStoreError};
+    let (index, _points) = vertex_of("missing").await;
+    let store = cadre_gcp::VertexVectorStore::new(index, 2);
+    let record = VectorRecord { id: "a".into(), vector: vec![1.0, 0.0], restricts: vec![] };
+    let error = store.upsert(&[record]).await.unwrap_err();
+    assert!(matches!(error, VectorStoreError::Refused(_)), "{error:?}");
+    assert!(!error.is_retryable());
+}

@@ -1,29 +1,28 @@
 //! Parsing a file into chunks, definitions and references, with tree-sitter where a grammar exists and
 //! by line windows otherwise (plain text, a syntax error, invalid UTF-8).
 
+mod idents;
 mod lines;
 mod outline;
 mod rules;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use cadre_domain::ports::knowledge::{Language, LexicalReason};
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::{Node, Parser};
 
 pub(crate) use lines::{Lines, Span};
 pub(crate) use outline::Def;
 use rules::Rules;
-
-/// Lines recorded per referenced name per file; the count goes on beyond it.
-const MAX_REF_LINES: usize = 64;
 
 /// What one file yields.
 #[derive(Debug, Default)]
 pub(crate) struct Analysis {
     pub(crate) spans: Vec<Span>,
     pub(crate) defs: Vec<Def>,
-    /// Names used in the file (not at their definitions), with up to [`MAX_REF_LINES`] lines each and
-    /// the full count.
+    /// Names used in the file (not at their definitions), with up to [`idents::MAX_REF_LINES`] lines
+    /// each and the full count.
     pub(crate) refs: Vec<(String, u32, Vec<u32>)>,
     /// Set when the file was cut by line windows although it has a grammar.
     pub(crate) lexical: Option<LexicalReason>,
@@ -34,6 +33,23 @@ pub(crate) struct Analysis {
 pub(crate) struct Parsers {
     parser: Parser,
     rules: HashMap<(Language, bool), (tree_sitter::Language, Rules)>,
+    /// The grammar the parser holds, so it is set only when the language changes.
+    current: Option<(Language, bool)>,
+    /// Where this thread's analysis time went, for the indexer's per-phase figures.
+    pub(crate) times: PhaseTimes,
+}
+
+/// Time spent per phase of [`Parsers::analyze`], summed over files.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PhaseTimes {
+    /// tree-sitter's parse.
+    pub(crate) parse: Duration,
+    /// Cutting chunks and finding definitions.
+    pub(crate) outline: Duration,
+    /// Collecting references.
+    pub(crate) refs: Duration,
+    /// Freeing the syntax tree.
+    pub(crate) free: Duration,
 }
 
 impl Parsers {
@@ -64,21 +80,35 @@ impl Parsers {
             return windows(None);
         };
         let (grammar, rules) = self.rules.entry((language, tsx)).or_insert_with(|| {
-            let rules = Rules::new(language, &grammar);
+            let rules = Rules::new(language);
             (grammar, rules)
         });
-        if self.parser.set_language(grammar).is_err() {
-            return windows(Some(LexicalReason::ParseFailed));
+        if self.current != Some((language, tsx)) {
+            if self.parser.set_language(grammar).is_err() {
+                self.current = None;
+                return windows(Some(LexicalReason::ParseFailed));
+            }
+            self.current = Some((language, tsx));
         }
+        let t = Instant::now();
         let Some(tree) = self.parser.parse(text, None) else {
             return windows(Some(LexicalReason::ParseFailed));
         };
+        let parsed = Instant::now();
         let root = tree.root_node();
         let outline = outline::Outline::build(root, text, &lines, rules);
         let (defs, spans, def_names) = outline.into_spans();
-        let refs = references(&tree, text, rules, &def_names);
-        if root.has_error() {
-            let line = first_error_line(root);
+        let outlined = Instant::now();
+        let refs = idents::references(text, language, &rules.keywords, &def_names);
+        let referenced = Instant::now();
+        let error = root.has_error().then(|| first_error_line(root));
+        drop(tree);
+        let times = &mut self.times;
+        times.parse += parsed - t;
+        times.outline += outlined - parsed;
+        times.refs += referenced - outlined;
+        times.free += referenced.elapsed();
+        if let Some(line) = error {
             return Analysis {
                 spans: lines::window_spans(text, &lines),
                 defs,
@@ -99,47 +129,6 @@ pub(crate) fn syntax_error(path: &str, text: &str) -> Option<u32> {
     let tree = parser.parse(text, None)?;
     let root = tree.root_node();
     root.has_error().then(|| first_error_line(root))
-}
-
-/// Every identifier leaf that is not a definition's name, grouped by name, in first-seen order.
-fn references(
-    tree: &Tree,
-    text: &str,
-    rules: &Rules,
-    def_names: &std::collections::HashSet<usize>,
-) -> Vec<(String, u32, Vec<u32>)> {
-    let mut by_name: HashMap<&str, usize> = HashMap::new();
-    let mut out: Vec<(String, u32, Vec<u32>)> = Vec::new();
-    let mut cursor = tree.walk();
-    'walk: loop {
-        let node = cursor.node();
-        if rules.is_identifier(node.kind_id()) && !def_names.contains(&node.start_byte()) {
-            if let Some(name) = text.get(node.byte_range()).filter(|n| n.len() >= 2) {
-                let line = u32::try_from(node.start_position().row + 1).unwrap_or(u32::MAX);
-                let at = *by_name.entry(name).or_insert_with(|| {
-                    out.push((name.to_owned(), 0, Vec::new()));
-                    out.len() - 1
-                });
-                let entry = &mut out[at];
-                entry.1 += 1;
-                if entry.2.len() < MAX_REF_LINES && entry.2.last() != Some(&line) {
-                    entry.2.push(line);
-                }
-            }
-        }
-        if cursor.goto_first_child() {
-            continue;
-        }
-        loop {
-            if cursor.goto_next_sibling() {
-                continue 'walk;
-            }
-            if !cursor.goto_parent() {
-                break 'walk;
-            }
-        }
-    }
-    out
 }
 
 /// The 1-based line of the first error or missing node.

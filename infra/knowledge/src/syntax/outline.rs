@@ -7,11 +7,10 @@
 //! parts at statement boundaries, each carrying its signature. Lines no definition covers (imports,
 //! constants, fields) are gathered afterwards into `Other` chunks, so every non-blank line is in a chunk.
 
-use std::collections::HashSet;
-
 use cadre_domain::ports::knowledge::{ChunkKind, SymbolKind};
 use tree_sitter::Node;
 
+use super::idents::ShortSet;
 use super::lines::{is_blank, windows, Lines, Span, MAX_CHUNK_LINES};
 use super::rules::{Role, Rules};
 
@@ -48,7 +47,7 @@ pub(crate) struct Outline<'a> {
     pub(crate) spans: Vec<Span>,
     holders: Vec<Holder>,
     /// Start bytes of the name nodes of definitions, so they are not counted as references.
-    pub(crate) def_names: HashSet<usize>,
+    pub(crate) def_names: ShortSet<usize>,
 }
 
 const MAX_SIGNATURE: usize = 160;
@@ -62,14 +61,14 @@ impl<'a> Outline<'a> {
             defs: Vec::new(),
             spans: Vec::new(),
             holders: Vec::new(),
-            def_names: HashSet::new(),
+            def_names: ShortSet::default(),
         };
         outline.level(root, None, true, 0);
         outline
     }
 
     /// The chunk spans, sorted, non-overlapping, with the uncovered lines gathered into `Other` chunks.
-    pub(crate) fn into_spans(mut self) -> (Vec<Def>, Vec<Span>, HashSet<usize>) {
+    pub(crate) fn into_spans(mut self) -> (Vec<Def>, Vec<Span>, ShortSet<usize>) {
         self.spans.sort_by_key(|s| (s.start_line, s.end_line));
         let mut fixed: Vec<Span> = Vec::with_capacity(self.spans.len());
         for mut span in std::mem::take(&mut self.spans) {

@@ -28,19 +28,9 @@ pub(crate) enum Role {
 pub(crate) struct Rules {
     pub(crate) language: Language,
     roles: &'static [(&'static str, Role)],
-    /// `kind_id` → whether the node is an identifier (a reference candidate).
-    identifier: Vec<bool>,
+    /// Words that are never references (keywords, builtin types).
+    pub(crate) keywords: super::idents::ShortSet<&'static str>,
 }
-
-const IDENTIFIER_KINDS: &[&str] = &[
-    "identifier",
-    "type_identifier",
-    "field_identifier",
-    "property_identifier",
-    "shorthand_property_identifier",
-    "namespace_identifier",
-    "package_identifier",
-];
 
 use Role::{Binding, Def, GoType, Holder, Impl, Leading, Transparent, Wrapper};
 use SymbolKind as K;
@@ -161,7 +151,7 @@ const CPP: &[(&str, Role)] = &[
 ];
 
 impl Rules {
-    pub(crate) fn new(language: Language, grammar: &tree_sitter::Language) -> Rules {
+    pub(crate) fn new(language: Language) -> Rules {
         let roles = match language {
             Language::Rust => RUST,
             Language::Python => PYTHON,
@@ -173,26 +163,11 @@ impl Rules {
             Language::Cpp => CPP,
             Language::Text => &[],
         };
-        let count = grammar.node_kind_count();
-        let identifier = (0..count)
-            .map(|id| {
-                u16::try_from(id).is_ok_and(|id| {
-                    grammar.node_kind_is_named(id)
-                        && grammar
-                            .node_kind_for_id(id)
-                            .is_some_and(|k| IDENTIFIER_KINDS.contains(&k))
-                })
-            })
-            .collect();
-        Rules { language, roles, identifier }
+        Rules { language, roles, keywords: super::idents::keywords(language) }
     }
 
     pub(crate) fn role(&self, kind: &str) -> Option<Role> {
         self.roles.iter().find(|(k, _)| *k == kind).map(|(_, r)| *r)
-    }
-
-    pub(crate) fn is_identifier(&self, kind_id: u16) -> bool {
-        self.identifier.get(usize::from(kind_id)).copied().unwrap_or(false)
     }
 
     /// Whether methods are shown as `Type::method` (Rust, C++) rather than `Type.method`.

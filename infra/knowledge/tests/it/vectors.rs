@@ -7,7 +7,8 @@ use cadre_domain::ports::knowledge::{
     EmbedError, EmbedPurpose, Embedder, IndexScope, KnowledgeBase, RetrievalMode, SearchMode,
     SearchQuery, VectorStatus,
 };
-use cadre_knowledge::EmbeddedKnowledge;
+use cadre_domain::ports::vectors::{NearestQuery, Restrict, VectorRecord, VectorStore};
+use cadre_knowledge::{EmbeddedKnowledge, EmbeddedVectorStore, REPOSITORY_NAMESPACE};
 
 use crate::support::Fixture;
 
@@ -132,4 +133,72 @@ async fn a_failing_embedder_leaves_a_lexical_index_and_says_so() {
         other => panic!("{other:?}"),
     }
     assert_eq!(results.hits[0].chunk.symbol.as_deref(), Some("park_car"));
+}
+
+#[tokio::test]
+async fn the_embedded_vector_store_keeps_the_port_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = AtomicUsize::new(0);
+    cadre_testkit::contracts::vectors::vector_store_contract(|| {
+        let path =
+            dir.path().join(format!("store-{}.sqlite", next.fetch_add(1, Ordering::Relaxed)));
+        async move { Arc::new(EmbeddedVectorStore::open(&path).unwrap()) as Arc<dyn VectorStore> }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_vector_store_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let record = VectorRecord {
+        id: "r/1".into(),
+        vector: vec![0.0, 2.0],
+        restricts: vec![Restrict::new(REPOSITORY_NAMESPACE, ["r"])],
+    };
+    EmbeddedVectorStore::open(&path).unwrap().upsert(&[record]).await.unwrap();
+    let store = EmbeddedVectorStore::open(&path).unwrap();
+    let q = NearestQuery {
+        vector: vec![0.0, 1.0],
+        k: 1,
+        restricts: vec![Restrict::new(REPOSITORY_NAMESPACE, ["r"])],
+    };
+    let got = store.nearest(&q).await.unwrap();
+    assert_eq!(got.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["r/1"]);
+}
+
+/// A plugged-in store (as Vertex AI Vector Search would be) is what the knowledge base writes to and
+/// searches; a deleted file's vectors leave it.
+#[tokio::test]
+async fn the_knowledge_base_goes_through_a_plugged_in_vector_store() {
+    let f = Fixture::new(REPO);
+    let store = Arc::new(EmbeddedVectorStore::open(&f.data.join("plugged.sqlite")).unwrap());
+    let kb = with_embedder(&f, WordEmbedder::new("words-v1"))
+        .with_vector_store(store.clone() as Arc<dyn VectorStore>);
+    let report = kb.index(&f.key, &f.root, IndexScope::Changed).await.unwrap();
+    let chunks = usize::try_from(report.totals.chunks).unwrap();
+    assert_eq!(store.len(), chunks);
+    let q = NearestQuery {
+        vector: vec![1.0; 64],
+        k: 100,
+        restricts: vec![Restrict::new(REPOSITORY_NAMESPACE, [f.key.as_str()])],
+    };
+    let got = store.nearest(&q).await.unwrap();
+    assert_eq!(got.len(), chunks, "every record is restricted to the repository");
+    assert!(got.iter().all(|n| n.id.starts_with(&format!("{}/", f.key))), "{got:?}");
+
+    let mut query = SearchQuery::new("automobile", 5);
+    query.mode = SearchMode::Vector;
+    let results = kb.search(&f.key, &query).await.unwrap();
+    assert_eq!(results.hits[0].chunk.symbol.as_deref(), Some("park_car"));
+
+    std::fs::remove_file(f.root.join("src/garage.rs")).unwrap();
+    let report = kb.index(&f.key, &f.root, IndexScope::Changed).await.unwrap();
+    assert_eq!(
+        store.len(),
+        usize::try_from(report.totals.chunks).unwrap(),
+        "stale vectors removed"
+    );
+    let results = kb.search(&f.key, &query).await.unwrap();
+    assert!(results.hits.iter().all(|h| h.chunk.path != "src/garage.rs"), "{results:?}");
 }

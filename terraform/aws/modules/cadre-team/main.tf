@@ -1,6 +1,6 @@
 # One team's Cadre deployment on AWS: per step, a FIFO SQS queue with a dead-letter queue, a Lambda
 # function fed by it through an event source mapping that reports partial batch failures, and a role
-# allowed only what that step does. Every function runs the same binary (`cadre lambda`): the envelope
+# allowed only what that step does; for the team, the DynamoDB state table (state.tf). Every function runs the same binary (`cadre lambda`): the envelope
 # says which step runs, and CADRE_SQS_ROUTES tells each function where the steps' queues are.
 
 locals {
@@ -96,6 +96,7 @@ resource "aws_lambda_function" "step" {
     variables = merge(var.environment, {
       CADRE_SQS_QUEUE_URL   = aws_sqs_queue.step[each.key].url
       CADRE_SQS_ROUTES      = local.routes
+      CADRE_STATE           = "dynamodb://${aws_dynamodb_table.state.name}"
       CADRE_MODEL           = var.model
       CADRE_TASK_BUDGET_USD = tostring(var.task_budget_usd)
       CADRE_SANDBOX         = "host"

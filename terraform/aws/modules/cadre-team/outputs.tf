@@ -12,3 +12,8 @@ output "function_names" {
   description = "Each step's Lambda function."
   value       = { for step, fn in aws_lambda_function.step : step => fn.function_name }
 }
+
+output "state_table" {
+  description = "The team's DynamoDB state table (CADRE_STATE=dynamodb://NAME)."
+  value       = aws_dynamodb_table.state.name
+}

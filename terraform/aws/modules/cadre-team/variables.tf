@@ -44,7 +44,7 @@ variable "batch_size" {
 }
 
 variable "environment" {
-  description = "More environment for every function: the model key (better injected from a secret store) and the state store's settings (see ARCHITECTURE.md, infra/aws/)."
+  description = "More environment for every function: the model key (better injected from a secret store). CADRE_STATE, CADRE_SQS_QUEUE_URL and CADRE_SQS_ROUTES are set by the module."
   type        = map(string)
   default     = {}
   sensitive   = true
