@@ -215,6 +215,28 @@ impl Progress {
                     self.money(cost_micros)
                 )));
             }
+            Event::Candidate { candidate, event } => {
+                match event.as_ref() {
+                    // Candidates run side by side; each one's tool calls are shown under its number.
+                    Event::AgentTurn { round, turn, calls, .. } => {
+                        self.write = InProgress;
+                        for (n, call) in calls.iter().enumerate() {
+                            out.push(self.agent_call(
+                                format!("{id}:c{candidate}:r{round}:t{turn}:{n}"),
+                                call,
+                            ));
+                        }
+                    }
+                    _ => out.push(message(format!("{}\n", record.event.describe()))),
+                }
+            }
+            Event::CandidatesRanked { .. } => {
+                out.push(message(format!(
+                    "{}{}\n",
+                    record.event.describe(),
+                    self.money(cost_micros)
+                )));
+            }
             Event::BudgetRaised { limit_micros } => {
                 self.budget = Some(*limit_micros);
                 out.push(message(format!("{}\n", record.event.describe())));

@@ -50,6 +50,11 @@ pub(crate) enum Command {
     Status {
         /// A task id or unique prefix; all tasks when absent.
         task: Option<String>,
+        /// Ask a Cadre deployment's task API at this URL (token from CADRE_API_TOKEN).
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+        #[arg(long = "api-token", env = "CADRE_API_TOKEN", hide = true, hide_env_values = true, value_parser = parse_api_token)]
+        api_token: Option<cadre_api::ApiToken>,
     },
     /// Show a task's plan, proposed diff and test report.
     Show {
@@ -58,6 +63,9 @@ pub(crate) enum Command {
         /// Show only this part.
         #[arg(long, value_enum)]
         only: Option<ShowPart>,
+        /// Show this candidate of a best-of-N task (1 to N) instead of the proposed change.
+        #[arg(long)]
+        candidate: Option<u32>,
     },
     /// Apply a task's proposed change to its repository's working tree (your approval).
     Apply {
@@ -117,7 +125,17 @@ pub(crate) enum Command {
         /// Accepted because editors pass it; stdio is the only transport.
         #[arg(long, hide = true)]
         stdio: bool,
+        /// Run tasks on a Cadre deployment's task API at this URL (`cadre serve-api`) instead of a
+        /// worker in this process; the token comes from CADRE_API_TOKEN.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+        /// The team's API token for --remote (or the editor's `remote` setting).
+        #[arg(long = "api-token", env = "CADRE_API_TOKEN", hide = true, hide_env_values = true, value_parser = parse_api_token)]
+        api_token: Option<cadre_api::ApiToken>,
     },
+    /// Serve the authenticated task API (HTTP + JSON) over this home's store and queue, or over
+    /// Firestore and Pub/Sub on Cloud Run, for `cadre lsp --remote` (see functions/api).
+    ServeApi(Box<crate::api::ServeApiArgs>),
     /// Serve the Agent Client Protocol on stdio: Cadre as an agent in Zed, JetBrains IDEs and other
     /// ACP editors, with the tasks run by a worker in this process (see acp/README.md).
     Acp {
@@ -162,6 +180,11 @@ pub(crate) enum Command {
     /// Serve AWS Lambda invocations: SQS event batches of the function's queue, each record run by
     /// the engine, failed records reported back (the function's bootstrap; see terraform/aws).
     Lambda(Box<crate::aws::LambdaArgs>),
+}
+
+/// Wraps the token at once, so `Debug` of the command line never shows it.
+fn parse_api_token(text: &str) -> Result<cadre_api::ApiToken, String> {
+    Ok(cadre_api::ApiToken::new(text.trim()))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -239,12 +262,28 @@ pub(crate) struct TaskArgs {
     /// The team the task's model calls are charged to (and whose daily budget they count against).
     #[arg(long, env = "CADRE_TEAM")]
     pub(crate) team: Option<String>,
+    /// Best of N: independent candidates that each generate and test a change after one plan (1 to 5);
+    /// the one whose tests pass with the smallest change is proposed, the others stay visible
+    /// (`cadre show TASK --candidate K`). They share the task's budget.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) candidates: u32,
+    /// How much the model thinks per step, as STEP=LEVEL (steps: plan, generate, turn; levels:
+    /// minimal, low, medium, high), comma-separated or repeated [default: plan=high, generate=medium,
+    /// turn=low].
+    #[arg(long, value_delimiter = ',', value_name = "STEP=LEVEL")]
+    pub(crate) thinking: Vec<String>,
     /// Start even with uncommitted changes (Cadre works from HEAD and will not see them).
     #[arg(long)]
     pub(crate) allow_dirty: bool,
     /// Queue the task and return at once; a `cadre serve-worker` runs it.
     #[arg(long)]
     pub(crate) detach: bool,
+    /// Create the task on a Cadre deployment's task API at this URL and follow it there (token from
+    /// CADRE_API_TOKEN); the repository must be a path the deployment can read.
+    #[arg(long, value_name = "URL")]
+    pub(crate) remote: Option<String>,
+    #[arg(long = "api-token", env = "CADRE_API_TOKEN", hide = true, hide_env_values = true, value_parser = parse_api_token)]
+    pub(crate) api_token: Option<cadre_api::ApiToken>,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
 }
@@ -275,6 +314,10 @@ pub(crate) struct ModelArgs {
     /// A JSON price table replacing the built-in one (`infra/model/prices.json` shows the format).
     #[arg(long, env = "CADRE_PRICES")]
     pub(crate) prices: Option<PathBuf>,
+    /// What a model missing from the price table is charged, as INPUT:OUTPUT USD per million tokens
+    /// (cached input at a tenth of input), so budgets still hold; such a task is never refused.
+    #[arg(long, env = "CADRE_DEFAULT_PRICE", default_value = "2:12", value_name = "INPUT:OUTPUT")]
+    pub(crate) default_price: String,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,16 @@ pub(crate) async fn task(
     if args.max_rounds == 0 {
         bail!("--max-rounds 0 leaves no round to generate a change; use 1 or more");
     }
+    if args.candidates == 0 || args.candidates > cadre_domain::MAX_CANDIDATES {
+        bail!(
+            "--candidates {} is not possible; use 1 to {} (each candidate is a whole generate→test loop on the task's one budget)",
+            args.candidates,
+            cadre_domain::MAX_CANDIDATES
+        );
+    }
+    let thinking = cadre_domain::StepThinking::default()
+        .with(&args.thinking)
+        .map_err(|problem| anyhow::anyhow!("--thinking: {problem}"))?;
     let core = Core::open_with_embeddings(home, env)?;
     let repo = cadre_domain::ports::Workspace::inspect(core.workspace.as_ref(), &args.repo).await?;
     if !repo.dirty.is_empty() && !args.allow_dirty {
@@ -47,6 +57,7 @@ pub(crate) async fn task(
         );
     }
     let (model, endpoint) = wiring::model(&args.model, env, &core)?;
+    let unpriced = wiring::unpriced_note(&args.model)?;
     if !args.detach {
         if let Some(endpoint) = &endpoint {
             wiring::check_reachable(endpoint).await?;
@@ -65,6 +76,8 @@ pub(crate) async fn task(
             scan: args.scan.into(),
             team: args.team.clone(),
             budget_micros: Some(wiring::usd_to_micros(args.model.budget_usd, "--budget-usd")?),
+            candidates: args.candidates,
+            thinking,
         },
         created_at: core.clock.now(),
     };
@@ -78,6 +91,9 @@ pub(crate) async fn task(
         &repo.head.as_str()[..12],
         model.describe()
     ));
+    if let Some(note) = unpriced {
+        out::line(note);
+    }
     if args.detach {
         out::line(format!(
             "queued; run `cadre serve-worker` to work on it, and `cadre status {}` to follow it",

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cli::{ModelArgs, SandboxKind};
+use crate::lsp_remote::{RemoteAgents, Routed};
 use crate::wiring::{self, Core, Environment, Home};
 
 /// How long `shutdown` waits for steps in flight before leaving them to be redelivered next start.
@@ -43,12 +44,25 @@ pub(crate) async fn lsp(
     config: EngineConfig,
     sandbox: SandboxKind,
     home: &Home,
+    remote: Option<String>,
+    token: Option<cadre_api::ApiToken>,
 ) -> Result<ExitCode> {
     if config.concurrency == 0 {
         anyhow::bail!("--concurrency 0 would never run a task; use 1 or more");
     }
-    let agents = Arc::new(LocalAgents::open(model, config, sandbox, home)?);
-    tracing::info!(home = %home.root.display(), "cadre lsp serving on stdio");
+    let agents: Arc<dyn Agents> = match remote {
+        // Tasks run on the deployment: no store, queue or worker in this process.
+        Some(url) => {
+            tracing::info!(remote = %url, "cadre lsp serving on stdio, tasks on a deployment");
+            Arc::new(RemoteAgents::new(&url, token).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        None => {
+            let local = Arc::new(LocalAgents::open(model, config, sandbox, home)?);
+            tracing::info!(home = %home.root.display(), "cadre lsp serving on stdio");
+            // The editor's `remote` setting may still send tasks to a deployment.
+            Arc::new(Routed::new(local, token))
+        }
+    };
     cadre_lsp::serve_stdio(agents.clone(), ServerOptions::default()).await;
     // `exit` without `shutdown` (or a closed stdin) still stops the worker the same way.
     agents.shutdown().await;
@@ -592,6 +606,22 @@ impl Agents for LocalAgents {
             report.elapsed_ms += unsaved.elapsed_ms;
         }
         Ok(report)
+    }
+
+    async fn reindex_files(
+        &self,
+        root: &Path,
+        paths: &[String],
+    ) -> std::result::Result<IndexReport, AgentsError> {
+        let kb = self.knowledge()?;
+        let key =
+            EmbeddedKnowledge::repo_key(root).map_err(|e| AgentsError::Refused(e.to_string()))?;
+        kb.index(&key, root, IndexScope::Paths(paths.to_vec())).await.map_err(|e| {
+            AgentsError::Refused(format!(
+                "re-indexing saved files of {} failed: {e}",
+                root.display()
+            ))
+        })
     }
 
     async fn shutdown(&self) {

@@ -5,6 +5,7 @@
 //! refused, 2 bad usage or configuration.
 
 mod acp;
+mod api;
 mod aws;
 mod cli;
 mod doctor;
@@ -14,6 +15,7 @@ mod gcp;
 mod knowledge;
 mod local;
 mod lsp;
+mod lsp_remote;
 mod out;
 mod review;
 mod usage;
@@ -66,6 +68,10 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
         ..EngineConfig::default()
     };
     match cli.command {
+        Command::Task(mut args) if args.remote.is_some() => {
+            let (url, token) = (args.remote.take().unwrap_or_default(), args.api_token.take());
+            api::task_remote(args, &url, token).await
+        }
         Command::Task(args) => local::task(args, engine, cli.sandbox, &home, env).await,
         Command::ServeWorker { model, until_idle, concurrency, bus, sqs_routes, state } => {
             let config = EngineConfig { concurrency, ..engine };
@@ -79,15 +85,22 @@ async fn run(cli: Cli, env: &Environment) -> anyhow::Result<ExitCode> {
             local::serve_worker(&model, until_idle, config, cli.sandbox, &home, env, shared).await
         }
         Command::Lambda(args) => aws::lambda(*args, engine, cli.sandbox, &home, env).await,
-        Command::Lsp { model, concurrency, stdio: _ } => {
-            lsp::lsp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
+        Command::Lsp { model, concurrency, stdio: _, remote, api_token } => {
+            let config = EngineConfig { concurrency, ..engine };
+            lsp::lsp(model, config, cli.sandbox, &home, remote, api_token).await
         }
+        Command::ServeApi(args) => api::serve_api(*args, &home).await,
         Command::Acp { model, concurrency } => {
             acp::acp(model, EngineConfig { concurrency, ..engine }, cli.sandbox, &home).await
         }
         Command::ServePush(args) => gcp::serve_push(*args, engine, cli.sandbox, &home, env).await,
-        Command::Status { task } => review::status(task, &home).await,
-        Command::Show { task, only } => review::show(&task, only, &home).await,
+        Command::Status { task, remote: Some(url), api_token } => {
+            api::status_remote(task, &url, api_token).await
+        }
+        Command::Status { task, .. } => review::status(task, &home).await,
+        Command::Show { task, only, candidate } => {
+            review::show(&task, only, candidate, &home).await
+        }
         Command::Apply { task } => review::apply(&task, &home).await,
         Command::Reject { task, reason } => review::reject(&task, reason, &home).await,
         Command::Cancel { task } => review::cancel(&task, &home).await,
@@ -121,6 +134,7 @@ fn install_logging(format: LogFormat, command: &Command, filter: Option<&str>) {
             | Command::ServePush(_)
             | Command::Lambda(_)
             | Command::ServeWebhooks(_)
+            | Command::ServeApi(_)
     ) {
         "info"
     } else {

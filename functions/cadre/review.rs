@@ -2,6 +2,7 @@
 //! `cancel`, `resume`. None of them needs a model.
 
 use anyhow::{bail, Context, Result};
+use cadre_domain::candidates;
 use cadre_domain::event::Event;
 use cadre_domain::ports::knowledge::TaskVerdict;
 use cadre_domain::ports::Workspace;
@@ -20,8 +21,9 @@ use crate::out;
 use crate::wiring::{self, Core, Home};
 
 /// The tests the agent saw fail and then pass (tool harness only): the change's evidence.
-async fn reproduction(core: &Core, id: &TaskId, round: u32) -> Result<()> {
-    let Some(bytes) = core.store.artifact(id, &reproduction_artifact(round)).await? else {
+async fn reproduction(core: &Core, id: &TaskId, round: u32, lane: Option<u32>) -> Result<()> {
+    let name = reproduction_artifact(round).for_candidate(lane);
+    let Some(bytes) = core.store.artifact(id, &name).await? else {
         return Ok(());
     };
     let found: Vec<Reproduction> =
@@ -41,8 +43,9 @@ async fn reproduction(core: &Core, id: &TaskId, round: u32) -> Result<()> {
 }
 
 /// What the scanners found in the round's change.
-async fn findings(core: &Core, id: &TaskId, round: u32) -> Result<()> {
-    let Some(bytes) = core.store.artifact(id, &scan_artifact(round)).await? else {
+async fn findings(core: &Core, id: &TaskId, round: u32, lane: Option<u32>) -> Result<()> {
+    let Some(bytes) = core.store.artifact(id, &scan_artifact(round).for_candidate(lane)).await?
+    else {
         return Ok(());
     };
     let report: ScanReport =
@@ -107,18 +110,83 @@ pub(crate) async fn status(task: Option<String>, home: &Home) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Result<ExitCode> {
+/// The candidates of a best-of-N task: the ranking once they all ended, else where each one is.
+fn candidates_line(events: &[cadre_domain::EventRecord], candidates: u32) {
+    let ranked = events.iter().find_map(|r| match &r.event {
+        Event::CandidatesRanked { ranking, chosen } => Some((ranking, *chosen)),
+        _ => None,
+    });
+    out::line(format!("# Candidates ({candidates})"));
+    match ranked {
+        Some((ranking, chosen)) => {
+            for (place, r) in ranking.iter().enumerate() {
+                let mark = if Some(r.candidate) == chosen { "  <- proposed" } else { "" };
+                out::line(format!(
+                    "{}. candidate {}: {}, round {}, {} lines changed, {} tokens: {}{mark}",
+                    place + 1,
+                    r.candidate,
+                    if r.passed { "passed" } else { "failed" },
+                    r.round,
+                    r.lines_changed,
+                    r.tokens,
+                    r.ended
+                ));
+            }
+        }
+        None => {
+            for k in 1..=candidates {
+                let standing = match candidates::standing(events, k) {
+                    candidates::Standing::Running => {
+                        format!("running ({})", candidates::state_of(events, k))
+                    }
+                    candidates::Standing::Passed { round, summary } => {
+                        format!("tests passed in round {round}: {summary}")
+                    }
+                    candidates::Standing::Failed { reason } => format!("failed: {reason}"),
+                };
+                out::line(format!("candidate {k}: {standing}"));
+            }
+        }
+    }
+    out::line("(see one with `cadre show TASK --candidate K`)");
+}
+
+pub(crate) async fn show(
+    task: &str,
+    only: Option<ShowPart>,
+    candidate: Option<u32>,
+    home: &Home,
+) -> Result<ExitCode> {
     let core = Core::open(home)?;
     let id = resolve(&core, task).await?;
-    let events = core.store.events(&id).await?;
-    let patch_round = events.iter().rev().find_map(|r| match r.event {
-        Event::PatchReady { round, .. } => Some(round),
+    let records = core.store.events(&id).await?;
+    let candidates = core.store.task(&id).await?.task.settings.candidates;
+    if let Some(k) = candidate {
+        if k == 0 || k > candidates {
+            bail!(
+                "task {} has {candidates} candidate(s); --candidate takes 1 to {candidates}",
+                id.short()
+            );
+        }
+    }
+    let events: Vec<Event> = match candidate {
+        Some(k) => candidates::events_of(&records, k).cloned().collect(),
+        None => records.iter().map(|r| r.event.clone()).collect(),
+    };
+    let patch_round = events.iter().rev().find_map(|e| match e {
+        Event::PatchReady { round, .. } => Some(*round),
         _ => None,
     });
-    let report_round = events.iter().rev().find_map(|r| match r.event {
-        Event::TestsFinished { round, .. } => Some(round),
+    let report_round = events.iter().rev().find_map(|e| match e {
+        Event::TestsFinished { round, .. } => Some(*round),
         _ => None,
     });
+    if candidates > 1 && only.is_none() && candidate.is_none() {
+        candidates_line(&records, candidates);
+    }
+    if let Some(k) = candidate {
+        out::line(format!("# Candidate {k} of {candidates}"));
+    }
     let want = |part: ShowPart| {
         only.is_none_or(|o| std::mem::discriminant(&o) == std::mem::discriminant(&part))
     };
@@ -148,7 +216,7 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
             Some(round) => {
                 let bytes = core
                     .store
-                    .artifact(&id, &ArtifactName::patch(round))
+                    .artifact(&id, &ArtifactName::patch(round).for_candidate(candidate))
                     .await?
                     .unwrap_or_default();
                 out::line(format!(
@@ -161,14 +229,14 @@ pub(crate) async fn show(task: &str, only: Option<ShowPart>, home: &Home) -> Res
     }
     if want(ShowPart::Report) {
         if let Some(round) = report_round {
-            reproduction(&core, &id, round).await?;
-            findings(&core, &id, round).await?;
+            reproduction(&core, &id, round, candidate).await?;
+            findings(&core, &id, round, candidate).await?;
         }
         match report_round {
             Some(round) => {
                 let bytes = core
                     .store
-                    .artifact(&id, &ArtifactName::report(round))
+                    .artifact(&id, &ArtifactName::report(round).for_candidate(candidate))
                     .await?
                     .unwrap_or_default();
                 let report: TestReport =

@@ -391,7 +391,56 @@ fn gateway_config(args: &ModelArgs, model_id: String) -> Result<GatewayConfig> {
             .with_context(|| format!("cannot read the price table {}", path.display()))?;
         config.prices = PriceTable::from_json(&text)?;
     }
+    // A replay re-plays recorded answers: it costs nothing, so it is never charged a default.
+    let replay = matches!(parse_model_spec(&args.model), Ok(ModelSpec::Replay { .. }));
+    if !replay && config.prices.price(&config.model).is_none() {
+        let (input, output) = default_price(&args.default_price)?;
+        tracing::warn!(
+            model = %config.model,
+            input_usd_per_million = input,
+            output_usd_per_million = output,
+            "the model is not in the price table; its calls are charged at the default price"
+        );
+        let price = cadre_model::ModelPrice::per_million_usd(input, output, input / 10.0);
+        config.prices = std::mem::take(&mut config.prices).with(config.model.clone(), price);
+    }
     Ok(config)
+}
+
+/// `INPUT:OUTPUT` USD per million tokens, as `--default-price` takes it.
+fn default_price(text: &str) -> Result<(f64, f64)> {
+    let parse = |part: &str| part.trim().parse::<f64>().ok().filter(|p| p.is_finite() && *p >= 0.0);
+    match text.split_once(':').map(|(i, o)| (parse(i), parse(o))) {
+        Some((Some(input), Some(output))) => Ok((input, output)),
+        _ => bail!(
+            "--default-price {text} is not INPUT:OUTPUT in USD per million tokens; give e.g. --default-price 2:12"
+        ),
+    }
+}
+
+/// The line `cadre task` prints when the model has no price in the table: what it is charged instead.
+pub(crate) fn unpriced_note(args: &ModelArgs) -> Result<Option<String>> {
+    let model_id = match parse_model_spec(&args.model) {
+        Ok(ModelSpec::Gemini { model }) => {
+            model.unwrap_or_else(|| cadre_model::DEFAULT_GEMINI_MODEL.to_owned())
+        }
+        Ok(ModelSpec::OpenAi { model, .. }) => model,
+        _ => return Ok(None),
+    };
+    let prices = match &args.prices {
+        Some(path) => PriceTable::from_json(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the price table {}", path.display()))?,
+        )?,
+        None => PriceTable::builtin(),
+    };
+    if prices.price(&model_id).is_some() {
+        return Ok(None);
+    }
+    let (input, output) = default_price(&args.default_price)?;
+    Ok(Some(format!(
+        "note: {model_id} is not in the price table; its calls are charged at the default ${input}/${output} per million input/output tokens (--default-price, --prices)"
+    )))
 }
 
 /// Checks that a model endpoint accepts connections, so an unreachable server is reported at once

@@ -180,7 +180,7 @@ async fn main() {
 
     let (client, server) = tokio::io::duplex(1 << 22);
     let (server_read, server_write) = tokio::io::split(server);
-    let options = ServerOptions { poll: Duration::from_millis(200) };
+    let options = ServerOptions { poll: Duration::from_millis(200), ..ServerOptions::default() };
     tokio::spawn(cadre_lsp::serve(server_read, server_write, Arc::new(Busy), options));
     let (read, write) = tokio::io::split(client);
     let mut wire = Wire { write, read: BufReader::new(read), next: 0 };

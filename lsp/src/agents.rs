@@ -242,6 +242,22 @@ pub trait Agents: Send + Sync + 'static {
         overlays: &[(String, String)],
     ) -> Result<IndexReport, AgentsError>;
 
+    /// Re-indexes only `paths` (repository-relative, as saved on disk) of the repository at `root`:
+    /// what `textDocument/didSave` asks for, so a save costs one file's parse, not a walk of the tree.
+    /// The default re-indexes the repository's changed files, which includes these.
+    ///
+    /// # Errors
+    /// [`AgentsError::Refused`] when `root` is not a readable directory or was never indexed;
+    /// [`AgentsError::Unavailable`] when the knowledge base cannot be reached.
+    async fn reindex_files(
+        &self,
+        root: &Path,
+        paths: &[String],
+    ) -> Result<IndexReport, AgentsError> {
+        let _ = paths;
+        self.reindex(root, &[]).await
+    }
+
     /// Stops running steps for this process. Queued work stays queued and resumes on the next start.
     async fn shutdown(&self);
 }

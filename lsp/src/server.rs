@@ -21,7 +21,7 @@ use tower_lsp::{ClientSocket, LanguageServer, LspService};
 
 use crate::agents::{Agents, Intent};
 use crate::documents::Document;
-use crate::handlers::{code_action, commands, progress};
+use crate::handlers::{code_action, commands, progress, save};
 use crate::settings::Settings;
 use crate::state::{lock, ClientCaps, ServerOptions, State};
 
@@ -229,6 +229,7 @@ impl LanguageServer for Server {
 
     async fn did_save(&self, params: DidSaveTextDocumentParams) {
         lock(&self.state.documents).saved(&params.text_document.uri);
+        save::saved(&self.state, &params.text_document.uri);
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {

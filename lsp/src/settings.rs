@@ -29,6 +29,9 @@ pub struct Settings {
     pub test_command: Option<String>,
     /// How often the server polls a running task's progress, in milliseconds.
     pub poll_ms: Option<u64>,
+    /// The URL of a Cadre deployment's task API: tasks then run there, not in the server's process
+    /// (its token comes from `CADRE_API_TOKEN` in the server's environment, never from settings).
+    pub remote: Option<String>,
 }
 
 /// What reading the settings found besides the settings themselves.
@@ -93,8 +96,13 @@ mod tests {
         assert_eq!(notes.dropped_secrets, vec!["apiKey".to_owned()]);
         assert!(!format!("{s:?}{notes:?}").contains("sk-secret"));
 
-        let (s, notes) = Settings::from_json(Some(&json!({"endpoint": "http://127.0.0.1:9"})));
+        let (s, notes) = Settings::from_json(Some(
+            &json!({"endpoint": "http://127.0.0.1:9", "remote": "https://cadre.example", "token": "t0k"}),
+        ));
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(s.remote.as_deref(), Some("https://cadre.example"));
+        assert_eq!(notes.dropped_secrets, vec!["token".to_owned()]);
+        let (_, notes) = Settings::from_json(Some(&json!({"endpoint": "http://127.0.0.1:9"})));
         assert_eq!(notes, SettingsNotes::default());
     }
 

@@ -4,7 +4,7 @@
 //! Every lock is a short, synchronous `std::sync::Mutex` section that never spans an `.await`, so a
 //! notification's state change happens in the order the editor sent it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -41,6 +41,8 @@ pub(crate) struct ClientCaps {
     /// Resource operations: create and delete files.
     pub(crate) create_files: bool,
     pub(crate) delete_files: bool,
+    /// `window.showDocument.support`: the server may ask the client to open a document.
+    pub(crate) show_document: bool,
 }
 
 impl ClientCaps {
@@ -66,6 +68,11 @@ impl ClientCaps {
             // takes `documentChanges` even if it does not say so (Neovim 0.7 does exactly this).
             document_changes: edit.and_then(|e| e.document_changes).unwrap_or(false)
                 || ops.is_some_and(|o| !o.is_empty()),
+            show_document: caps
+                .window
+                .as_ref()
+                .and_then(|w| w.show_document.as_ref())
+                .is_some_and(|d| d.support),
             create_files: op(ResourceOperationKind::Create),
             delete_files: op(ResourceOperationKind::Delete),
         }
@@ -96,11 +103,17 @@ pub(crate) struct PendingEdit {
 pub struct ServerOptions {
     /// How often a followed task's progress is polled.
     pub poll: Duration,
+    /// How long after a `didSave` the saved files are re-indexed: saves within it (a "save all", an
+    /// editor's format-on-save) are re-indexed together, once.
+    pub reindex_debounce: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { poll: Duration::from_millis(200) }
+        ServerOptions {
+            poll: Duration::from_millis(200),
+            reindex_debounce: Duration::from_millis(500),
+        }
     }
 }
 
@@ -118,6 +131,10 @@ pub(crate) struct State {
     pub(crate) poll: Mutex<Duration>,
     /// Turns true at `shutdown`: followers stop.
     pub(crate) stop: watch::Sender<bool>,
+    /// Saved files waiting for their debounced re-index, per repository root; a root is present while
+    /// its re-index task runs.
+    pub(crate) saves: Mutex<HashMap<PathBuf, BTreeSet<String>>>,
+    pub(crate) reindex_debounce: Duration,
 }
 
 impl State {
@@ -133,6 +150,8 @@ impl State {
             pending: Mutex::new(HashMap::new()),
             poll: Mutex::new(options.poll),
             stop: watch::channel(false).0,
+            saves: Mutex::new(HashMap::new()),
+            reindex_debounce: options.reindex_debounce,
         }
     }
 

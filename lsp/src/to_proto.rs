@@ -123,40 +123,75 @@ fn position_of_line(doc: &Document, line: usize, count: usize) -> Position {
     Position::new(u32::try_from(last).unwrap_or(u32::MAX), len)
 }
 
-/// The readable summary of a proposal: the plan, the tests and their result, the change, the cost.
+/// What the readable review summary is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Review<'a> {
+    /// The task's title in the editor (`Cadre: fix this (calc.py line 7)`).
+    pub title: &'a str,
+    /// The task's short id.
+    pub task_short: &'a str,
+    /// The task's goal; its first paragraph is shown (the rest is the editor context it carried).
+    pub goal: &'a str,
+    /// The proposed round.
+    pub round: u32,
+    /// The plan, when stored.
+    pub plan: Option<&'a Plan>,
+    /// Every round's test report, in order (`None` where a round's report cannot be read).
+    pub rounds: &'a [(u32, Option<TestReport>)],
+    /// Lines added and removed per file of the proposed change.
+    pub files: &'a [(String, u32, u32)],
+    /// Model spend so far in micro-dollars.
+    pub cost_micros: Option<u64>,
+}
+
+/// Lines of the goal shown in a summary; the rest is context the person already has in the editor.
+const GOAL_LINES: usize = 8;
+
+/// The readable summary of a proposal: the goal, the plan, the tests of every round and their result,
+/// the change and the cost. Plain text that also reads as Markdown, so it works in a message and in
+/// an opened document alike.
 #[must_use]
-pub fn summary(
-    title: &str,
-    task_short: &str,
-    round: u32,
-    plan: Option<&Plan>,
-    report: Option<&TestReport>,
-    files: &[(String, u32, u32)],
-    cost_micros: Option<u64>,
-) -> String {
+pub fn summary(review: &Review<'_>) -> String {
+    let Review { title, task_short, goal, round, plan, rounds, files, cost_micros } = *review;
     let mut out = format!("{title}: ready for review (task {task_short}, round {round})\n");
+    let goal: Vec<&str> =
+        goal.trim().lines().take_while(|l| !l.trim().is_empty()).take(GOAL_LINES).collect();
+    if !goal.is_empty() {
+        let _ = writeln!(out, "Goal: {}", goal.join("\n  "));
+    }
     if let Some(plan) = plan {
         let _ = writeln!(out, "Plan: {}", plan.summary.trim());
         for (i, step) in plan.steps.iter().enumerate() {
             let _ = writeln!(out, "  {}. {} [{}]", i + 1, step.description, step.files.join(", "));
         }
     }
-    match report {
-        Some(r) => {
-            let verdict = if r.passed { "passed" } else { "failed" };
-            let counts = r
-                .counts
-                .map(|c| {
-                    format!(": {} passed, {} failed, {} skipped", c.passed, c.failed, c.skipped)
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "Tests: {verdict}{counts} in {} ms (`{}`, {:?})",
-                r.duration_ms, r.command, r.isolation
-            );
+    if rounds.is_empty() {
+        out.push_str("Tests: no report\n");
+    }
+    for (n, report) in rounds {
+        match report {
+            Some(r) => {
+                let verdict = if r.passed { "passed" } else { "failed" };
+                let counts = r
+                    .counts
+                    .map(|c| {
+                        format!(": {} passed, {} failed, {} skipped", c.passed, c.failed, c.skipped)
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "Tests: {verdict} in round {n}{counts} in {} ms (`{}`, {:?})",
+                    r.duration_ms, r.command, r.isolation
+                );
+                for failure in r.failures.iter().take(5) {
+                    let first = failure.message.lines().next().unwrap_or_default();
+                    let _ = writeln!(out, "  - {}: {}", failure.name, first.trim());
+                }
+            }
+            None => {
+                let _ = writeln!(out, "Tests: no report for round {n}");
+            }
         }
-        None => out.push_str("Tests: no report\n"),
     }
     let changes: Vec<String> = files
         .iter()

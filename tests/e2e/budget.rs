@@ -109,3 +109,44 @@ async fn a_teams_daily_budget_stops_its_tasks_and_usage_is_attributed_to_the_tea
         .unwrap_or_else(|| panic!("{}", usage.stdout));
     assert!(web.contains("0.030050"), "the plan call, and the refused one at no cost: {web}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_missing_from_the_price_table_is_charged_at_the_default_price_and_said_so() {
+    let server = ModelServer::start().await;
+    server.respond_with(|req| {
+        if req.system_text.contains("planning engineer") {
+            Scripted::Text(PLAN.into())
+        } else {
+            Scripted::Text(FIX.into())
+        }
+    });
+    let repo = Repo::new(BROKEN_CALC);
+    // `qwen2.5-coder` (a local model) has no price; at $1000 per million tokens either way, a token
+    // costs exactly 1000 micro-dollars.
+    let cadre = Cadre::new()
+        .env("CADRE_MODEL", &format!("openai:qwen2.5-coder@{}/v1", server.base_url()))
+        .env("CADRE_DEFAULT_PRICE", "1000:1000");
+    let path = repo.path().to_str().unwrap();
+    let goal = "test_add fails: add() in calc.py must return the sum";
+    let out =
+        cadre.run(&["task", "--repo", path, "--budget-usd", "100", goal]).await.expect_code(0);
+    assert!(out.stdout.contains("ready for review"), "the task is not refused: {}", out.stdout);
+    assert!(
+        out.stdout.contains("note: qwen2.5-coder is not in the price table; its calls are charged at the default $1000/$1000"),
+        "{}",
+        out.stdout
+    );
+
+    let usage = cadre.run(&["usage", "--by", "model"]).await.expect_code(0);
+    let row: Vec<&str> = usage
+        .stdout
+        .lines()
+        .find(|l| l.contains("qwen2.5-coder"))
+        .unwrap_or_else(|| panic!("{}", usage.stdout))
+        .split_whitespace()
+        .collect();
+    let (input, output): (u64, u64) = (row[4].parse().unwrap(), row[5].parse().unwrap());
+    assert!(input > 0 && output > 0, "{row:?}");
+    let cost = format!("{}.{:06}", (input + output) / 1000, (input + output) % 1000 * 1000);
+    assert_eq!(row[7], cost, "every token charged at the default: {row:?}");
+}

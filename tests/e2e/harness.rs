@@ -292,3 +292,62 @@ async fn the_openai_wire_carries_tool_calls_and_results_too() {
     assert_eq!(tool["tool_call_id"], assistant["tool_calls"][0]["id"]);
     assert!(tool["content"].as_str().unwrap().contains("(len(xs) + 1)"));
 }
+
+/// The `thinkingLevel` a Gemini request asks for.
+fn thinking_level(req: &CapturedRequest) -> &str {
+    req.body["generationConfig"]["thinkingConfig"]["thinkingLevel"].as_str().unwrap_or("(none)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_asks_for_its_own_thinking_level_on_the_wire() {
+    // The tool loop with the defaults: plan thinks high, each turn low.
+    let server = ModelServer::start().await;
+    server.respond_with(|req| {
+        if is_plan(req) {
+            return Scripted::Text(PLAN.into());
+        }
+        match gemini_turn(req) {
+            1 => calls(vec![call(
+                "edit",
+                json!({"path": "stats.py", "search": "(len(xs) + 1)", "replace": "len(xs)"}),
+            )]),
+            _ => calls(vec![call("finish", json!({"summary": "fixed"}))]),
+        }
+    });
+    let repo = Repo::new(BUGGY_STATS);
+    let cadre = Cadre::new().gemini(&server.base_url());
+    let path = repo.path().to_str().unwrap();
+    cadre.run(&["task", "--repo", path, "--harness", "tools", GOAL]).await.expect_code(0);
+    let levels: Vec<(bool, String)> =
+        server.requests().iter().map(|r| (is_plan(r), thinking_level(r).to_owned())).collect();
+    assert_eq!(
+        levels,
+        vec![(true, "high".into()), (false, "low".into()), (false, "low".into())],
+        "plan, then two turns"
+    );
+
+    // Edit blocks, configured per step: `--thinking plan=medium,generate=minimal`.
+    let server = ModelServer::start().await;
+    server.respond_with(|req| {
+        if is_plan(req) {
+            Scripted::Text(PLAN.into())
+        } else {
+            Scripted::Text(
+                "stats.py\n<<<<<<< SEARCH\n    return sum(xs) / (len(xs) + 1)\n=======\n    return sum(xs) / len(xs)\n>>>>>>> REPLACE\n"
+                    .into(),
+            )
+        }
+    });
+    let repo = Repo::new(BUGGY_STATS);
+    let cadre = Cadre::new().gemini(&server.base_url());
+    let path = repo.path().to_str().unwrap();
+    let args = ["task", "--repo", path, "--thinking", "plan=medium,generate=minimal", GOAL];
+    cadre.run(&args).await.expect_code(0);
+    let levels: Vec<(bool, String)> =
+        server.requests().iter().map(|r| (is_plan(r), thinking_level(r).to_owned())).collect();
+    assert_eq!(levels, vec![(true, "medium".into()), (false, "minimal".into())]);
+
+    let bad = cadre.run(&["task", "--repo", path, "--thinking", "review=high", GOAL]).await;
+    let bad = bad.expect_code(2);
+    assert!(bad.stderr.contains("unknown step `review`"), "{}", bad.stderr);
+}

@@ -3,6 +3,7 @@
 
 mod acp;
 mod budget;
+mod candidates;
 mod cli_errors;
 mod doctor;
 mod editor;
@@ -12,6 +13,7 @@ mod harness;
 mod knowledge;
 mod ops_docs;
 mod pipeline;
+mod remote;
 mod retrieval;
 mod scan;
 mod support;

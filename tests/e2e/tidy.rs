@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("functions/engine", &["cadre-domain", "cadre-steps"]),
     ("functions/testkit", &["cadre-domain"]),
     ("functions/eval", &["cadre-domain"]),
+    ("functions/api", &["cadre-domain", "cadre-engine"]),
     ("infra/model", &["cadre-domain"]),
     ("infra/queue", &["cadre-domain", "cadre-sqlite"]),
     ("infra/store", &["cadre-domain", "cadre-sqlite"]),

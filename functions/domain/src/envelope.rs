@@ -81,6 +81,15 @@ pub enum StepPayload {
         /// The round whose patch is proposed.
         round: u32,
     },
+    /// A `generate`, `turn` or `test` message of candidate `candidate` (from 1) of a best-of-N task.
+    /// Each candidate is its own generate→test loop with its own artifacts, worktrees, sandbox cache
+    /// and rounds; its key and message id carry `c<candidate>`, so the loops never collide.
+    Candidate {
+        /// The candidate, from 1 to the task's `candidates`.
+        candidate: u32,
+        /// What the candidate's loop is asked to do: `generate`, `turn` or `test`.
+        of: Box<StepPayload>,
+    },
 }
 
 impl StepPayload {
@@ -93,6 +102,34 @@ impl StepPayload {
             StepPayload::Generate { .. } | StepPayload::Turn { .. } => StepKind::Generate,
             StepPayload::Test { .. } => StepKind::Test,
             StepPayload::Review { .. } => StepKind::Review,
+            StepPayload::Candidate { of, .. } => of.kind(),
+        }
+    }
+
+    /// The candidate this payload belongs to, for a best-of-N task's loop messages.
+    #[must_use]
+    pub fn candidate(&self) -> Option<u32> {
+        match self {
+            StepPayload::Candidate { candidate, .. } => Some(*candidate),
+            _ => None,
+        }
+    }
+
+    /// The payload a candidate's message carries inside it (the payload itself for any other).
+    #[must_use]
+    pub fn inner(&self) -> &StepPayload {
+        match self {
+            StepPayload::Candidate { of, .. } => of,
+            other => other,
+        }
+    }
+
+    /// `payload` as a message of candidate `candidate`, or as it is for `None`.
+    #[must_use]
+    pub fn for_candidate(self, candidate: Option<u32>) -> StepPayload {
+        match candidate {
+            Some(candidate) => StepPayload::Candidate { candidate, of: Box::new(self) },
+            None => self,
         }
     }
 
@@ -105,15 +142,18 @@ impl StepPayload {
             | StepPayload::Turn { round, .. }
             | StepPayload::Test { round }
             | StepPayload::Review { round } => *round,
+            StepPayload::Candidate { of, .. } => of.round(),
         }
     }
 
     /// Where in the task the payload is, for idempotency keys and message ids: `r<round>`, and
-    /// `r<round>t<turn>` for a harness turn, so every turn is committed once under its own key.
+    /// `r<round>t<turn>` for a harness turn, so every turn is committed once under its own key, and
+    /// `c<candidate>r<round>…` for a candidate's.
     #[must_use]
     pub fn position(&self) -> String {
         match self {
             StepPayload::Turn { round, turn } => format!("r{round}t{turn}"),
+            StepPayload::Candidate { candidate, of } => format!("c{candidate}{}", of.position()),
             other => format!("r{}", other.round()),
         }
     }
@@ -152,6 +192,9 @@ pub enum EnvelopeError {
         /// The version in the message.
         found: u32,
     },
+    /// A candidate's payload wraps something other than `generate`, `turn` or `test`.
+    #[error("a candidate message may carry only generate, turn or test, not `{0}`")]
+    BadCandidate(StepKind),
     /// `step` and `payload` disagree.
     #[error("envelope says step `{step}` but carries a `{payload}` payload")]
     StepMismatch {
@@ -207,6 +250,14 @@ impl Envelope {
         }
         let env: Envelope =
             serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if let StepPayload::Candidate { of, .. } = &env.payload {
+            if !matches!(
+                **of,
+                StepPayload::Generate { .. } | StepPayload::Turn { .. } | StepPayload::Test { .. }
+            ) {
+                return Err(EnvelopeError::BadCandidate(of.kind()));
+            }
+        }
         if env.step != env.payload.kind() {
             return Err(EnvelopeError::StepMismatch {
                 step: env.step,
@@ -227,6 +278,41 @@ mod tests {
             Envelope::new(TaskId::generate(), TraceId::generate(), StepPayload::Test { round: 2 });
         assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
         assert!(env.idempotency_key.as_str().ends_with("/test/r2"));
+    }
+
+    #[test]
+    fn a_candidates_key_and_id_carry_its_index_and_the_plain_path_is_unchanged() {
+        let task = TaskId::generate();
+        let turn = StepPayload::Turn { round: 2, turn: 3 }.for_candidate(Some(2));
+        let env = Envelope::new(task.clone(), TraceId::generate(), turn);
+        assert!(
+            env.idempotency_key.as_str().ends_with("/generate/c2r2t3"),
+            "{}",
+            env.idempotency_key
+        );
+        assert!(env.message_id.as_str().ends_with("/generate/c2r2t3"));
+        assert_eq!(
+            (env.step, env.payload.round(), env.payload.candidate()),
+            (StepKind::Generate, 2, Some(2))
+        );
+        assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
+
+        let plain = Envelope::new(
+            task,
+            TraceId::generate(),
+            StepPayload::Test { round: 1 }.for_candidate(None),
+        );
+        let json = String::from_utf8(plain.to_bytes()).unwrap();
+        assert!(json.contains(r#""payload":{"step":"test","round":1}"#), "{json}");
+
+        let mut nested = serde_json::to_value(&env).unwrap();
+        nested["payload"]["of"] = serde_json::json!({"step": "plan"});
+        nested["step"] = "plan".into();
+        let bytes = serde_json::to_vec(&nested).unwrap();
+        assert!(matches!(
+            Envelope::from_bytes(&bytes),
+            Err(EnvelopeError::BadCandidate(StepKind::Plan))
+        ));
     }
 
     #[test]

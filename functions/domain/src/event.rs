@@ -1,5 +1,6 @@
 //! The events in a task's log. The log is append-only and is the only source of a task's state.
 
+use crate::candidates::CandidateRank;
 use crate::envelope::StepKind;
 use crate::ports::model::TokenUsage;
 use crate::task::Task;
@@ -153,6 +154,23 @@ pub enum Event {
         /// Their reason, if given.
         reason: Option<String>,
     },
+    /// Something that happened in candidate `candidate`'s own generate→test loop (best of N). Wrapped
+    /// so that the task's state is not moved by one candidate: a candidate's `Failed` ends only it.
+    Candidate {
+        /// The candidate, from 1.
+        candidate: u32,
+        /// What happened.
+        event: Box<Event>,
+    },
+    /// Every candidate has ended and they were ranked, best first. The chosen one's patch and test
+    /// report become the task's own (the `PatchReady` and `TestsFinished` that follow in the same
+    /// commit); with none chosen, the task fails.
+    CandidatesRanked {
+        /// The candidates, best first.
+        ranking: Vec<CandidateRank>,
+        /// The candidate proposed: the best one, if its tests passed.
+        chosen: Option<u32>,
+    },
 }
 
 /// An event as stored: its position in the log and when it was appended.
@@ -242,6 +260,27 @@ impl Event {
                     "cancelled{}",
                     reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
                 )
+            }
+            Event::Candidate { candidate, event } => {
+                format!("candidate {candidate}: {}", event.describe())
+            }
+            Event::CandidatesRanked { ranking, chosen } => {
+                let order: Vec<String> = ranking
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} ({}, {} lines, {} tokens)",
+                            r.candidate,
+                            if r.passed { "passed" } else { "failed" },
+                            r.lines_changed,
+                            r.tokens
+                        )
+                    })
+                    .collect();
+                match chosen {
+                    Some(c) => format!("candidates ranked: {}; proposing candidate {c}", order.join(" > ")),
+                    None => format!("candidates ranked: {}; none passed", order.join(" > ")),
+                }
             }
         }
     }

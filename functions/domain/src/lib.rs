@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod candidates;
 pub mod envelope;
 pub mod event;
 pub mod ids;
@@ -26,5 +27,5 @@ pub use plan::{Plan, PlanItem};
 pub use ports::Ports;
 pub use report::TestReport;
 pub use step::{ArtifactName, StepError, StepOutcome};
-pub use task::{Harness, ScanLevel, Task, TaskSettings, TaskState};
+pub use task::{Harness, ScanLevel, StepThinking, Task, TaskSettings, TaskState, MAX_CANDIDATES};
 pub use time::Timestamp;

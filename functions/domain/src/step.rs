@@ -50,6 +50,16 @@ impl ArtifactName {
         ArtifactName(format!("context-{step}-r{round}"))
     }
 
+    /// This artifact as candidate `candidate` of a best-of-N task stores it (`c<candidate>-<name>`),
+    /// or as it is for `None`. The plan is the task's, shared by every candidate, and keeps its name.
+    #[must_use]
+    pub fn for_candidate(self, candidate: Option<u32>) -> Self {
+        match candidate {
+            Some(c) if self != ArtifactName::plan() => ArtifactName(format!("c{c}-{}", self.0)),
+            _ => self,
+        }
+    }
+
     /// Wraps a stored name.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {

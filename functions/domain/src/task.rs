@@ -8,8 +8,13 @@
 
 use crate::event::{Event, EventRecord};
 use crate::ids::{CommitId, TaskId};
+use crate::ports::model::ThinkingLevel;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+
+/// The most candidates a task may ask for: each one is a full generate→test loop on the same budget,
+/// so more than a handful spends the budget thin without much better odds.
+pub const MAX_CANDIDATES: u32 = 5;
 
 /// Knobs a task is created with; stored in its `Created` event so every worker sees the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +38,102 @@ pub struct TaskSettings {
     /// The team the task's model calls are charged to (and whose daily budget they count against).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// How many independent candidates generate and test a change (best of N); the best-ranked one is
+    /// proposed. 1 (the default, and what tasks created before the setting meant) is the plain pipeline.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub candidates: u32,
+    /// How much the model may think in each step.
+    #[serde(default)]
+    pub thinking: StepThinking,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+impl TaskSettings {
+    /// Checks the settings a person chose, in words they can act on.
+    ///
+    /// # Errors
+    /// The problem, e.g. a candidate count above [`MAX_CANDIDATES`].
+    pub fn validate(&self) -> Result<(), String> {
+        if self.candidates == 0 || self.candidates > MAX_CANDIDATES {
+            return Err(format!(
+                "{} candidates is not possible; ask for 1 to {MAX_CANDIDATES} (each candidate is a whole generate→test loop on the same budget)",
+                self.candidates
+            ));
+        }
+        if self.max_rounds == 0 {
+            return Err("0 rounds leaves no round to generate a change; use 1 or more".into());
+        }
+        Ok(())
+    }
+}
+
+/// The Gemini `thinkingLevel` each model-calling step asks for.
+///
+/// Defaults, and why:
+/// - `plan`: **high**. One call per task whose answer steers every later call; its thinking tokens are
+///   paid once, and a wrong plan costs whole rounds.
+/// - `generate` (the edit-blocks harness): **medium**. One call per round that must produce every edit
+///   at once, with no tool to look things up: some reasoning pays for itself in fewer correction
+///   round trips, but the plan already did the hard thinking.
+/// - `turn` (each turn of the tool loop): **low**. A turn is a small move (read, search, one edit, run
+///   the tests) and the loop itself is the reasoning; thinking tokens are billed as output and a round
+///   can take 30 turns, so this is where thinking costs most and buys least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepThinking {
+    /// The plan step.
+    pub plan: ThinkingLevel,
+    /// The edit-blocks generate step.
+    pub generate: ThinkingLevel,
+    /// Each turn of the tool-using harness.
+    pub turn: ThinkingLevel,
+}
+
+impl Default for StepThinking {
+    fn default() -> Self {
+        StepThinking {
+            plan: ThinkingLevel::High,
+            generate: ThinkingLevel::Medium,
+            turn: ThinkingLevel::Low,
+        }
+    }
+}
+
+impl StepThinking {
+    /// Applies `step=level` settings (e.g. `plan=high`, `turn=minimal`) over these.
+    ///
+    /// # Errors
+    /// A setting that names no step or no level, in words that list the valid ones.
+    pub fn with(mut self, settings: &[String]) -> Result<Self, String> {
+        for setting in settings {
+            let (step, level) = setting.split_once('=').ok_or_else(|| {
+                format!(
+                    "thinking setting `{setting}` is not STEP=LEVEL; e.g. plan=high or turn=low"
+                )
+            })?;
+            let level = ThinkingLevel::parse(level.trim()).ok_or_else(|| {
+                format!("unknown thinking level `{level}` in `{setting}`; use minimal, low, medium or high")
+            })?;
+            match step.trim() {
+                "plan" => self.plan = level,
+                "generate" => self.generate = level,
+                "turn" | "turns" => self.turn = level,
+                other => {
+                    return Err(format!(
+                        "unknown step `{other}` in thinking setting `{setting}`; use plan, generate or turn"
+                    ))
+                }
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// Which scanners the `test` step runs on a round's change.
@@ -82,6 +183,8 @@ impl Default for TaskSettings {
             budget_micros: None,
             scan: ScanLevel::default(),
             team: None,
+            candidates: 1,
+            thinking: StepThinking::default(),
         }
     }
 }
@@ -187,7 +290,11 @@ impl TaskState {
                 crate::StepKind::Test => TaskState::Testing { round: *round },
                 crate::StepKind::Review => self,
             },
-            Event::StepRetrying { .. } | Event::AgentTurn { .. } | Event::Scanned { .. } => self,
+            Event::StepRetrying { .. }
+            | Event::AgentTurn { .. }
+            | Event::Scanned { .. }
+            | Event::Candidate { .. }
+            | Event::CandidatesRanked { .. } => self,
             Event::BudgetExhausted { step, round, .. } => {
                 TaskState::BudgetExhausted { step: *step, round: *round }
             }

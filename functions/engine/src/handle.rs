@@ -12,6 +12,8 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::dispatch::run_step;
+use crate::join::{self, Joined};
+use crate::lane;
 use crate::worker::EngineConfig;
 
 /// How a delivery was settled.
@@ -109,18 +111,21 @@ async fn handle_envelope(
         Err(error) => return abandon(format!("store unavailable while loading the log: {error}")),
     }
     match ports.store.committed_next(&envelope.idempotency_key).await {
-        Ok(Some(next)) => return republish(ports, delivery, next).await,
+        Ok(Some(next)) => return republish(ports, delivery, &envelope, next).await,
         Ok(None) => {}
         Err(error) => {
             return abandon(format!("store unavailable while checking idempotency: {error}"))
         }
     }
 
-    let started = Event::StepStarted {
-        step: envelope.step,
-        round: envelope.payload.round(),
-        attempt: envelope.attempt,
-    };
+    let started = in_lane(
+        &envelope,
+        Event::StepStarted {
+            step: envelope.step,
+            round: envelope.payload.round(),
+            attempt: envelope.attempt,
+        },
+    );
     match ports
         .store
         .append(&envelope.task_id, vec![started], ports.clock.now(), Some(runnable))
@@ -141,7 +146,9 @@ async fn handle_envelope(
         Guarded::Finished(outcome) => outcome,
         Guarded::Panicked(message) => {
             let reason = format!("step {} panicked: {message}", envelope.step);
-            fail_task(ports, &envelope, &reason).await;
+            if let Err(unsettled) = fail_task(ports, &envelope, &reason).await {
+                return abandon(unsettled);
+            }
             return dead_letter(ports, delivery, &reason).await;
         }
         Guarded::TaskEnded(state) => {
@@ -233,6 +240,13 @@ async fn commit(
     match ports.store.commit_step(commit).await {
         Ok(CommitOutcome::Committed) => {
             tracing::info!(elapsed_ms, next = next.len(), "step committed");
+            let mut next = next;
+            if ends_candidate(envelope, &next) {
+                match after_candidate(ports, envelope, false).await {
+                    Ok(joined) => next.extend(joined),
+                    Err(reason) => return abandon(reason),
+                }
+            }
             match publish(ports, &next).await {
                 Ok(()) => {
                     settle_ack(ports, delivery).await;
@@ -243,11 +257,43 @@ async fn commit(
                 }
             }
         }
-        Ok(CommitOutcome::AlreadyCommitted { next }) => republish(ports, delivery, next).await,
+        Ok(CommitOutcome::AlreadyCommitted { next }) => {
+            republish(ports, delivery, envelope, next).await
+        }
         Ok(CommitOutcome::TaskFinished { state }) => {
             ack_dropped(ports, delivery, format!("task became {state}")).await
         }
         Err(error) => abandon(format!("store unavailable while committing: {error}")),
+    }
+}
+
+/// `event` as the envelope's candidate's, when it is a candidate's message.
+fn in_lane(envelope: &Envelope, event: Event) -> Event {
+    match envelope.payload.candidate() {
+        Some(candidate) => lane::wrap(event, candidate),
+        None => event,
+    }
+}
+
+/// Whether the committed result of `envelope` ended its candidate: a candidate's message that leads to
+/// no further message of its loop (its tests passed, or it failed).
+fn ends_candidate(envelope: &Envelope, next: &[Envelope]) -> bool {
+    envelope.payload.candidate().is_some() && next.is_empty()
+}
+
+/// The join after a candidate ended, and the messages it asks to publish: the join's, when this
+/// handling committed it, or when it is a redelivery (whose first handling may have died before
+/// publishing); nothing when another handling committed it just now, or a candidate still runs.
+async fn after_candidate(
+    ports: &Ports,
+    envelope: &Envelope,
+    redelivered: bool,
+) -> Result<Vec<Envelope>, String> {
+    match join::join(ports, &envelope.task_id, &envelope.trace_id).await {
+        Ok(Joined::Committed(next)) => Ok(next),
+        Ok(Joined::Before(next)) if redelivered => Ok(next),
+        Ok(Joined::Before(_) | Joined::Pending | Joined::TaskFinished) => Ok(Vec::new()),
+        Err(error) => Err(format!("store unavailable while joining the candidates: {error}")),
     }
 }
 
@@ -268,13 +314,16 @@ async fn on_step_error(
     if error.is_retryable() && attempt < config.max_attempts {
         let delay = config.backoff.delay(attempt);
         tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "step failed, will retry");
-        let event = Event::StepRetrying {
-            step: envelope.step,
-            round: envelope.payload.round(),
-            attempt,
-            error: error.to_string(),
-            retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        };
+        let event = in_lane(
+            envelope,
+            Event::StepRetrying {
+                step: envelope.step,
+                round: envelope.payload.round(),
+                attempt,
+                error: error.to_string(),
+                retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            },
+        );
         if let Err(e) =
             ports.store.append(&envelope.task_id, vec![event], ports.clock.now(), None).await
         {
@@ -318,7 +367,9 @@ async fn on_step_error(
     }
     if let StepError::Unusable { reason } = error {
         tracing::warn!(%reason, "task failed");
-        fail_task(ports, envelope, reason).await;
+        if let Err(unsettled) = fail_task(ports, envelope, reason).await {
+            return abandon(unsettled);
+        }
         settle_ack(ports, delivery).await;
         return Handled::TaskFailed { reason: reason.clone() };
     }
@@ -327,21 +378,39 @@ async fn on_step_error(
     } else {
         format!("step {} failed and retrying cannot help: {error}", envelope.step)
     };
-    fail_task(ports, envelope, &reason).await;
+    if let Err(unsettled) = fail_task(ports, envelope, &reason).await {
+        return abandon(unsettled);
+    }
     dead_letter(ports, delivery, &reason).await
 }
 
 /// Records the task as failed under the message's idempotency key (so a redelivery does not run it again).
-async fn fail_task(ports: &Ports, envelope: &Envelope, reason: &str) {
+/// A candidate's message fails only its candidate, and then joins the candidates; `Err` when that
+/// join could not be done, so the message must come back rather than be settled.
+async fn fail_task(ports: &Ports, envelope: &Envelope, reason: &str) -> Result<(), String> {
+    let failed = Event::Failed { step: Some(envelope.step), reason: reason.to_owned() };
     let commit = StepCommit {
         task_id: envelope.task_id.clone(),
         key: envelope.idempotency_key.clone(),
-        events: vec![Event::Failed { step: Some(envelope.step), reason: reason.to_owned() }],
+        events: vec![in_lane(envelope, failed)],
         artifacts: Vec::new(),
         next: Vec::new(),
         at: ports.clock.now(),
     };
-    match ports.store.commit_step(commit).await {
+    let committed = ports.store.commit_step(commit).await;
+    if envelope.payload.candidate().is_some() {
+        let redelivered = match committed {
+            Ok(CommitOutcome::Committed) => false,
+            Ok(CommitOutcome::AlreadyCommitted { .. }) => true,
+            Ok(CommitOutcome::TaskFinished { .. }) => return Ok(()),
+            Err(error) => return Err(format!("could not record the candidate's failure: {error}")),
+        };
+        let next = after_candidate(ports, envelope, redelivered).await?;
+        return publish(ports, &next)
+            .await
+            .map_err(|e| format!("joined the candidates, but publishing failed: {e}"));
+    }
+    match committed {
         Ok(CommitOutcome::Committed) => {
             crate::outcome::record_outcome(
                 ports.into(),
@@ -354,6 +423,7 @@ async fn fail_task(ports: &Ports, envelope: &Envelope, reason: &str) {
         Ok(_) => {}
         Err(error) => tracing::error!(%error, "could not record the task's failure"),
     }
+    Ok(())
 }
 
 async fn publish(ports: &Ports, next: &[Envelope]) -> Result<(), QueueError> {
@@ -371,8 +441,19 @@ async fn publish(ports: &Ports, next: &[Envelope]) -> Result<(), QueueError> {
     ports.queue.publish(messages).await
 }
 
-async fn republish(ports: &Ports, delivery: &Delivery, next: Vec<Envelope>) -> Handled {
+async fn republish(
+    ports: &Ports,
+    delivery: &Delivery,
+    envelope: &Envelope,
+    mut next: Vec<Envelope>,
+) -> Handled {
     tracing::info!(next = next.len(), "step was committed before; re-publishing its next messages");
+    if ends_candidate(envelope, &next) {
+        match after_candidate(ports, envelope, true).await {
+            Ok(joined) => next.extend(joined),
+            Err(reason) => return abandon(reason),
+        }
+    }
     match publish(ports, &next).await {
         Ok(()) => {
             settle_ack(ports, delivery).await;

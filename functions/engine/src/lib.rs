@@ -16,6 +16,8 @@
 mod backoff;
 mod dispatch;
 mod handle;
+mod join;
+mod lane;
 mod outcome;
 mod submit;
 mod worker;

@@ -1,6 +1,7 @@
 //! Starting, resuming and cancelling tasks.
 
-use cadre_domain::event::Event;
+use cadre_domain::candidates::{self, Standing};
+use cadre_domain::event::{Event, EventRecord};
 use cadre_domain::ports::queue::{OutgoingMessage, QueueError};
 use cadre_domain::ports::store::StoreError;
 use cadre_domain::ports::{Clock, Queue, StateStore};
@@ -21,6 +22,9 @@ pub enum EngineError {
         "the task stopped at its budget; raise it to go on (`cadre resume TASK --budget-usd N`)"
     )]
     BudgetExhausted,
+    /// The task's settings are not possible (e.g. too many candidates).
+    #[error("the task cannot start: {0}")]
+    InvalidSettings(String),
     /// A raise that does not raise.
     #[error("the new budget (${new:.4}) must be above what the task has spent (${spent:.4})")]
     BudgetTooLow {
@@ -59,8 +63,10 @@ pub async fn raise_budget(
 /// Stores `task` and publishes its first message.
 ///
 /// # Errors
-/// Store and queue failures. If the publish fails after the task was stored, [`resume`] publishes it.
+/// [`EngineError::InvalidSettings`] for settings no run can have (nothing is stored then); store and
+/// queue failures. If the publish fails after the task was stored, [`resume`] publishes it.
 pub async fn submit(ports: &Ports, task: &Task) -> Result<Envelope, EngineError> {
+    task.settings.validate().map_err(EngineError::InvalidSettings)?;
     ports.store.create_task(task).await?;
     let envelope = Envelope::new(task.id.clone(), TraceId::for_task(&task.id), StepPayload::Index);
     publish_one(ports.queue.as_ref(), &envelope).await?;
@@ -80,20 +86,22 @@ pub async fn resume(
     task: &TaskId,
 ) -> Result<Option<StepPayload>, EngineError> {
     let summary = store.task(task).await?;
+    let candidates = summary.task.settings.candidates;
+    if candidates > 1
+        && matches!(summary.state, TaskState::Generating { .. } | TaskState::Testing { .. })
+    {
+        let events = store.events(task).await?;
+        if !candidates::is_ranked(&events) {
+            return resume_candidates(queue, task, &events, candidates).await;
+        }
+    }
     let payload = match summary.state {
         TaskState::Queued | TaskState::Indexing => StepPayload::Index,
         TaskState::Planning => StepPayload::Plan,
         TaskState::Generating { round } => {
-            // In the tool harness, the next turn is the one after the last committed turn.
             let events = store.events(task).await?;
-            let turns = events
-                .iter()
-                .filter(|r| matches!(r.event, Event::AgentTurn { round: r2, .. } if r2 == round))
-                .count();
-            match u32::try_from(turns).unwrap_or(u32::MAX) {
-                0 => StepPayload::Generate { round },
-                done => StepPayload::Turn { round, turn: done + 1 },
-            }
+            let events: Vec<&Event> = events.iter().map(|r| &r.event).collect();
+            next_generate(events.into_iter(), round)
         }
         TaskState::Testing { round } => StepPayload::Test { round },
         TaskState::BudgetExhausted { .. } => return Err(EngineError::BudgetExhausted),
@@ -106,6 +114,47 @@ pub async fn resume(
     let envelope = Envelope::new(task.clone(), TraceId::for_task(task), payload.clone());
     publish_one(queue, &envelope).await?;
     Ok(Some(payload))
+}
+
+/// The message a loop generating round `round` waits for, given the loop's events: in the tool
+/// harness, the turn after the last committed one.
+fn next_generate<'a>(events: impl Iterator<Item = &'a Event>, round: u32) -> StepPayload {
+    let turns =
+        events.filter(|e| matches!(e, Event::AgentTurn { round: r2, .. } if *r2 == round)).count();
+    match u32::try_from(turns).unwrap_or(u32::MAX) {
+        0 => StepPayload::Generate { round },
+        done => StepPayload::Turn { round, turn: done + 1 },
+    }
+}
+
+/// Re-publishes the message every candidate of a best-of-N task waits for. A candidate whose tests
+/// passed gets its last test message again: that one is committed, so its redelivery only re-runs the
+/// join, which is what a task whose candidates all ended but were never ranked needs.
+async fn resume_candidates(
+    queue: &dyn Queue,
+    task: &TaskId,
+    events: &[EventRecord],
+    candidates: u32,
+) -> Result<Option<StepPayload>, EngineError> {
+    let mut first = None;
+    for candidate in 1..=candidates {
+        let payload = match (
+            candidates::standing(events, candidate),
+            candidates::state_of(events, candidate),
+        ) {
+            (Standing::Failed { .. }, _) => continue,
+            (_, TaskState::Generating { round }) => {
+                next_generate(candidates::events_of(events, candidate), round)
+            }
+            (_, TaskState::Testing { round }) => StepPayload::Test { round },
+            _ => continue,
+        }
+        .for_candidate(Some(candidate));
+        let envelope = Envelope::new(task.clone(), TraceId::for_task(task), payload.clone());
+        publish_one(queue, &envelope).await?;
+        first.get_or_insert(payload);
+    }
+    Ok(first)
 }
 
 /// Cancels a task that has not finished. Returns the state found and whether it was cancelled.

@@ -92,6 +92,7 @@ async fn generate_in(
     }
     let first = first_message(task, plan, &rendered, failed_report, round);
     let mut convo = Conversation::new(task, "generate", prompt::GENERATE, first, None);
+    convo.request.thinking = Some(task.settings.thinking.generate);
 
     let mut attempt = 0;
     let writes = loop {

@@ -1,8 +1,10 @@
 //! The `plan` step.
 //!
 //! Reads: the task and a fresh checkout of its base commit. Asks the model for a [`Plan`] as structured
-//! JSON, correcting it up to [`MAX_CORRECTIONS`] times. Writes: the `plan` artifact, its transcript and a
-//! `PlanReady` event. Publishes: `generate` round 1.
+//! JSON, correcting it up to [`MAX_CORRECTIONS`] times, at the task's plan thinking level. Writes: the
+//! `plan` artifact, its transcript and a `PlanReady` event. Publishes: `generate` round 1 — one message
+//! per candidate for a best-of-N task, so each candidate's loop runs wherever its messages are taken
+//! (on a cloud bus, in separate function instances).
 
 use cadre_domain::envelope::{Envelope, StepPayload};
 use cadre_domain::event::Event;
@@ -59,6 +61,7 @@ async fn plan_in(
         first.push_str(&retrieved.text);
     }
     let mut convo = Conversation::new(task, "plan", prompt::PLAN, first, Some(Plan::json_schema()));
+    convo.request.thinking = Some(task.settings.thinking.plan);
 
     let mut attempt = 0;
     let plan = loop {
@@ -92,12 +95,21 @@ async fn plan_in(
     Ok(StepOutcome {
         events: vec![Event::PlanReady { summary: plan.summary.clone(), items, usage: convo.usage }],
         artifacts,
-        next: vec![Envelope::new(
-            task.id.clone(),
-            trace.clone(),
-            StepPayload::Generate { round: 1 },
-        )],
+        next: first_generates(task, trace),
     })
+}
+
+/// The messages that start generating: round 1, or round 1 of every candidate.
+fn first_generates(task: &Task, trace: &TraceId) -> Vec<Envelope> {
+    let generate = StepPayload::Generate { round: 1 };
+    if task.settings.candidates <= 1 {
+        return vec![Envelope::new(task.id.clone(), trace.clone(), generate)];
+    }
+    (1..=task.settings.candidates)
+        .map(|k| {
+            Envelope::new(task.id.clone(), trace.clone(), generate.clone().for_candidate(Some(k)))
+        })
+        .collect()
 }
 
 /// Parses and checks a plan reply, or says what is wrong with it in words for the model.
@@ -141,6 +153,28 @@ fn strip_fences(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_best_of_n_plan_starts_one_loop_per_candidate() {
+        let mut task = Task {
+            id: cadre_domain::TaskId::generate(),
+            repo: "/r".into(),
+            goal: "g".into(),
+            base_commit: cadre_domain::CommitId::parse(&"a".repeat(40)).unwrap(),
+            settings: cadre_domain::TaskSettings::default(),
+            created_at: cadre_domain::Timestamp(0),
+        };
+        let trace = TraceId::for_task(&task.id);
+        let keys = |task: &Task| -> Vec<String> {
+            first_generates(task, &trace)
+                .iter()
+                .map(|e| e.idempotency_key.as_str().rsplit('/').next().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(keys(&task), vec!["r1"]);
+        task.settings.candidates = 3;
+        assert_eq!(keys(&task), vec!["c1r1", "c2r1", "c3r1"]);
+    }
 
     #[test]
     fn parses_fenced_json_and_explains_bad_plans() {

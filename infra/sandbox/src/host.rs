@@ -87,18 +87,6 @@ impl HostSandbox {
         Self::build(self.state_dir, age)
     }
 
-    /// Deletes the build cache of `key`. Returns whether there was one.
-    ///
-    /// # Errors
-    /// [`SandboxError::Spawn`] for a key no cache can have (empty, or over 80 bytes),
-    /// [`SandboxError::Runtime`] while a run of this sandbox uses the cache, or when deleting fails.
-    pub async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
-        let (caches, key) = (Arc::clone(&self.caches), key.to_owned());
-        tokio::task::spawn_blocking(move || caches.remove(&key))
-            .await
-            .map_err(|e| SandboxError::Runtime(format!("removing the build cache failed: {e}")))?
-    }
-
     /// Creates the state dir and its cache root, refusing a state dir this user does not own.
     fn prepare_state(&self) -> io::Result<()> {
         let dir = &self.state_dir;
@@ -249,6 +237,14 @@ impl Sandbox for HostSandbox {
             isolation: self.isolation(),
             killed_by: timed_out.then(|| limits::describe_timeout(spec.timeout)),
         })
+    }
+
+    /// Deletes the cache directory of `key` (renamed away first; see `cache.rs`).
+    async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
+        let (caches, key) = (Arc::clone(&self.caches), key.to_owned());
+        tokio::task::spawn_blocking(move || caches.remove(&key))
+            .await
+            .map_err(|e| SandboxError::Runtime(format!("removing the build cache failed: {e}")))?
     }
 
     fn isolation(&self) -> Isolation {

@@ -11,7 +11,8 @@
 //!   A run given a build cache key
 //!   ([`RunSpec::cache`](cadre_domain::ports::sandbox::RunSpec::cache)) also writes a cache
 //!   directory kept for later runs with that key (`/cache`, where `CARGO_TARGET_DIR` and the like
-//!   point), so a task's rounds build incrementally.
+//!   point), so a task's rounds build incrementally. [`YoukiSandbox::run_with_phases`] also says
+//!   where a run's time went ([`RunPhases`]: workspace copy, container create, command, delete…).
 //! - [`HostSandbox`]: a plain host subprocess with a timeout, a bounded output tail and
 //!   process-group cleanup. It is **not** a security boundary and reports
 //!   [`Isolation::HostUnisolated`](cadre_domain::report::Isolation::HostUnisolated), so every
@@ -40,5 +41,6 @@ pub use cache::DEFAULT_CACHE_MAX_AGE;
 pub use host::HostSandbox;
 pub use limits::Limits;
 pub use youki::{
-    preflight, runner_main, Network, RootFs, Runner, UserNamespace, YoukiConfig, YoukiSandbox,
+    preflight, runner_main, Network, RootFs, RunPhases, Runner, UserNamespace, YoukiConfig,
+    YoukiSandbox,
 };

@@ -15,7 +15,7 @@
 //! `XDG_CACHE_HOME` pointing into it (the run's own variables still win), and its workspace copy
 //! leaves out the worktree's cargo build directories. That directory is the only host path a run
 //! writes besides its workspace copy, and only runs with the same key see it. Caches are deleted
-//! by [`YoukiSandbox::remove_cache`] and by a sweep of those unused for
+//! by `Sandbox::remove_cache` and by a sweep of those unused for
 //! [`YoukiConfig::cache_max_age`] (at start, then at most hourly).
 //!
 //! Each container is created, waited for and deleted by a short-lived single-threaded runner
@@ -34,6 +34,7 @@ mod cgroups;
 mod config;
 mod container;
 mod netns;
+mod phases;
 mod preflight;
 mod root;
 mod rootfs;
@@ -43,6 +44,7 @@ mod spec;
 mod workspace;
 
 pub use config::{Network, RootFs, Runner, UserNamespace, YoukiConfig};
+pub use phases::RunPhases;
 pub use preflight::preflight;
 pub use runner::runner_main;
 
@@ -53,6 +55,7 @@ use async_trait::async_trait;
 use cadre_domain::ports::sandbox::{RunOutput, RunSpec, Sandbox, SandboxError};
 use cadre_domain::report::Isolation;
 use container::Prepare;
+use phases::Marks;
 use root::{Ids, Owner, RuntimeRoot};
 use rootfs::Bind;
 use runner::{Outcome, RunnerArgs};
@@ -181,20 +184,6 @@ impl YoukiSandbox {
         &self.inner.config
     }
 
-    /// Deletes the build cache of `key` (what runs with [`RunSpec::cache`] `= Some(key)` share),
-    /// e.g. when its task has ended. Returns whether there was one. Caches nobody removes are
-    /// deleted [`YoukiConfig::cache_max_age`] after their last use.
-    ///
-    /// # Errors
-    /// [`SandboxError::Spawn`] for a key no cache can have (empty, or over 80 bytes),
-    /// [`SandboxError::Runtime`] while a run of this sandbox uses the cache, or when deleting fails.
-    pub async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
-        let (caches, key) = (Arc::clone(&self.inner.caches), key.to_owned());
-        tokio::task::spawn_blocking(move || caches.remove(&key))
-            .await
-            .map_err(|e| SandboxError::Runtime(format!("removing the build cache failed: {e}")))?
-    }
-
     /// The syscalls the seccomp filter denies, for documentation and reports.
     #[must_use]
     pub fn denied_syscalls() -> Vec<&'static str> {
@@ -208,7 +197,7 @@ struct RunGuard {
     root: RuntimeRoot,
     cgroup_parent: String,
     id: String,
-    prepare: Option<JoinHandle<Result<PathBuf, SandboxError>>>,
+    prepare: Option<JoinHandle<Result<(PathBuf, Marks), SandboxError>>>,
     runner: Option<Child>,
     /// The run's hold on its build cache, released once nothing of the run is left.
     cache: Option<Lease>,
@@ -270,6 +259,34 @@ impl Drop for RunGuard {
 #[async_trait]
 impl Sandbox for YoukiSandbox {
     async fn run(&self, spec: &RunSpec) -> Result<RunOutput, SandboxError> {
+        self.run_with_phases(spec).await.map(|(output, _)| output)
+    }
+
+    /// Deletes the cache directory of `key` (renamed away first; see `cache.rs`). Caches nobody
+    /// removes are deleted [`YoukiConfig::cache_max_age`] after their last use.
+    async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
+        let (caches, key) = (Arc::clone(&self.inner.caches), key.to_owned());
+        tokio::task::spawn_blocking(move || caches.remove(&key))
+            .await
+            .map_err(|e| SandboxError::Runtime(format!("removing the build cache failed: {e}")))?
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Container
+    }
+}
+
+impl YoukiSandbox {
+    /// [`Sandbox::run`], also returning where the run's time went ([`RunPhases`]), for
+    /// benchmarks and for diagnosing a slow run.
+    ///
+    /// # Errors
+    /// As [`Sandbox::run`].
+    pub async fn run_with_phases(
+        &self,
+        spec: &RunSpec,
+    ) -> Result<(RunOutput, RunPhases), SandboxError> {
+        let marks = Marks::start();
         match tokio::fs::metadata(&spec.workdir).await {
             Ok(meta) if meta.is_dir() => {}
             _ => return Err(SandboxError::NoWorkdir(spec.workdir.clone())),
@@ -293,25 +310,20 @@ impl Sandbox for YoukiSandbox {
             cache,
             armed: true,
         };
-        let result = self.run_in(spec, &mut guard).await;
+        let result = self.run_in(spec, &mut guard, marks).await;
         if result.is_err() {
             guard.abandon().await;
         }
         result
     }
 
-    fn isolation(&self) -> Isolation {
-        Isolation::Container
-    }
-}
-
-impl YoukiSandbox {
     /// The run itself; `guard` owns what must be removed if it ends early.
     async fn run_in(
         &self,
         spec: &RunSpec,
         guard: &mut RunGuard,
-    ) -> Result<RunOutput, SandboxError> {
+        marks: Marks,
+    ) -> Result<(RunOutput, RunPhases), SandboxError> {
         let spawn_error =
             |reason: String| SandboxError::Spawn { command: spec.command.clone(), reason };
         let started = Instant::now();
@@ -333,12 +345,12 @@ impl YoukiSandbox {
             caches: Arc::clone(&inner.caches),
             cache: guard.cache.as_ref().map(|lease| lease.name().to_owned()),
         };
-        let handle = guard.prepare.insert(tokio::task::spawn_blocking(move || prepare.run()));
-        let bundle = handle
+        let handle = guard.prepare.insert(tokio::task::spawn_blocking(move || prepare.run(marks)));
+        let prepared = handle
             .await
             .map_err(|e| SandboxError::Runtime(format!("preparing the container failed: {e}")))?;
         guard.prepare = None;
-        let bundle = bundle?;
+        let (bundle, mut marks) = prepared?;
 
         let (stdout, stderr, pump) =
             Capture::start(spec.output_limit).map_err(spawn_error)?.into_parts();
@@ -388,15 +400,26 @@ impl YoukiSandbox {
                 }
             }
         };
-        let outcome = container::outcome(&bundle);
+        let (outcome, runner_marks) = container::outcome(&bundle);
+        marks.extend(runner_marks);
+        marks.mark("runner exit");
         guard.runner = None;
         guard.armed = false;
-        let remove = guard.remove_now();
-        let removed = tokio::task::spawn_blocking(remove);
+        let (root, parent) = (inner.root.clone(), cfg.cgroup_parent.clone());
+        let retire_id = id.clone();
+        let retire = move || quietly(|| root::retire_run(&root, &parent, &retire_id));
+        let removed = tokio::task::spawn_blocking(retire);
         let (output, truncated) = pump.finish(&spec.command).await?;
-        if let Err(e) = removed.await {
-            warn!(id, error = %e, "removing the container's leftovers failed");
+        marks.mark("output");
+        match removed.await {
+            // Off the run's critical path: nothing of the run is left but these files.
+            Ok(Some(trash)) => {
+                drop(tokio::task::spawn_blocking(move || root::delete_trash(&trash)))
+            }
+            Ok(None) => {}
+            Err(e) => warn!(id, error = %e, "removing the container's leftovers failed"),
         }
+        marks.mark("cleanup");
 
         let (exit_code, hits) = match outcome {
             Some(Outcome::Exited(code, hits)) => (Some(code), hits),
@@ -431,7 +454,7 @@ impl YoukiSandbox {
             duration_ms = duration.as_millis() as u64,
             "container run finished"
         );
-        Ok(RunOutput {
+        let output = RunOutput {
             exit_code,
             timed_out,
             output,
@@ -439,6 +462,7 @@ impl YoukiSandbox {
             duration,
             isolation: Isolation::Container,
             killed_by: (!killed_by.is_empty()).then(|| killed_by.join("; ")),
-        })
+        };
+        Ok((output, marks.phases()))
     }
 }

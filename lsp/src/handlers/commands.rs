@@ -8,7 +8,7 @@ use cadre_domain::{TaskId, TaskState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower_lsp::jsonrpc::{Error, Result};
-use tower_lsp::lsp_types::{Diagnostic, ExecuteCommandParams, MessageType, Position, Range, Url};
+use tower_lsp::lsp_types::{Diagnostic, ExecuteCommandParams, Position, Range, Url};
 
 use crate::agents::{Intent, TaskRequest};
 use crate::context::{self, GoalInput, Target};
@@ -350,22 +350,15 @@ async fn cancel(state: &State, task: &TaskId, reason: Option<String>) -> Result<
 }
 
 async fn show(state: &State, task: &TaskId) -> Result<Value> {
-    let proposal = state.agents.proposal(task).await.map_err(agents_error)?;
     let snapshot = state.agents.snapshot(task, u64::MAX).await.map_err(agents_error)?;
     let title = lock(&state.tasks).get(task).map_or_else(
         || snapshot.task.goal.lines().next().unwrap_or_default().to_owned(),
         |t| t.title.clone(),
     );
-    let summary = to_proto::summary(
-        &title,
-        task.short(),
-        proposal.round,
-        proposal.plan.as_ref(),
-        proposal.report.as_ref(),
-        &to_proto::diff_stat(&proposal.patch),
-        snapshot.cost_micros,
-    );
-    state.client.show_message(MessageType::INFO, summary.clone()).await;
+    let (summary, proposal) = progress::review_summary(state, task, &title, snapshot.cost_micros)
+        .await
+        .map_err(agents_error)?;
+    progress::present(state, task, summary.clone()).await;
     Ok(json!({"task": task, "round": proposal.round, "summary": summary, "patch": proposal.patch}))
 }
 

@@ -4,6 +4,7 @@ pub(crate) mod code_action;
 pub(crate) mod commands;
 pub(crate) mod progress;
 pub(crate) mod review;
+pub(crate) mod save;
 
 use tower_lsp::jsonrpc::{Error, ErrorCode};
 

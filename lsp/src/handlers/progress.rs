@@ -9,14 +9,14 @@ use std::sync::Arc;
 use cadre_domain::event::Event;
 use cadre_domain::{TaskId, TaskState};
 use tower_lsp::lsp_types::notification::Progress;
-use tower_lsp::lsp_types::request::WorkDoneProgressCreate;
+use tower_lsp::lsp_types::request::{ShowDocument, WorkDoneProgressCreate};
 use tower_lsp::lsp_types::{
-    MessageType, NumberOrString, ProgressParams, ProgressParamsValue, WorkDoneProgress,
-    WorkDoneProgressBegin, WorkDoneProgressCreateParams, WorkDoneProgressEnd,
+    MessageType, NumberOrString, ProgressParams, ProgressParamsValue, ShowDocumentParams, Url,
+    WorkDoneProgress, WorkDoneProgressBegin, WorkDoneProgressCreateParams, WorkDoneProgressEnd,
     WorkDoneProgressReport,
 };
 
-use crate::agents::Intent;
+use crate::agents::{AgentsError, Intent, Proposal};
 use crate::state::{lock, State, Tracked};
 use crate::to_proto;
 
@@ -244,21 +244,13 @@ async fn finish(
     match settled {
         TaskState::AwaitingReview { round } => {
             end(state, token, format!("ready for review (round {round})")).await;
-            let summary = match state.agents.proposal(task).await {
-                Ok(p) => to_proto::summary(
-                    title,
-                    task.short(),
-                    round,
-                    p.plan.as_ref(),
-                    p.report.as_ref(),
-                    &to_proto::diff_stat(&p.patch),
-                    cost_micros,
-                ),
+            let summary = match review_summary(state, task, title, cost_micros).await {
+                Ok((summary, _)) => summary,
                 Err(error) => {
                     format!("{title}: ready for review, but its change cannot be read: {error}")
                 }
             };
-            state.client.show_message(MessageType::INFO, summary).await;
+            present(state, task, summary).await;
         }
         TaskState::Failed => {
             let reason = failure.unwrap_or_else(|| "see `cadre status`".to_owned());
@@ -290,5 +282,73 @@ pub(crate) async fn cancel_by_token(state: &State, token: &NumberOrString) {
         Ok((found, false)) => tracing::debug!(task = %task, state = %found, "nothing to cancel"),
         Ok((_, true)) => {}
         Err(error) => state.client.show_message(MessageType::ERROR, error.to_string()).await,
+    }
+}
+
+/// The readable summary of a task awaiting review, with the proposal it describes.
+pub(crate) async fn review_summary(
+    state: &State,
+    task: &TaskId,
+    title: &str,
+    cost_micros: Option<u64>,
+) -> Result<(String, Proposal), AgentsError> {
+    let proposal = state.agents.proposal(task).await?;
+    let goal = match state.agents.snapshot(task, u64::MAX).await {
+        Ok(snapshot) => snapshot.task.goal,
+        Err(error) => {
+            tracing::debug!(%error, task = %task, "cannot read the task's goal for its summary");
+            String::new()
+        }
+    };
+    let mut rounds = Vec::new();
+    for n in 1..proposal.round {
+        let report = state.agents.report(task, n).await.unwrap_or_else(|error| {
+            tracing::debug!(%error, task = %task, round = n, "cannot read a round's test report");
+            None
+        });
+        rounds.push((n, report));
+    }
+    rounds.push((proposal.round, proposal.report.clone()));
+    let files = to_proto::diff_stat(&proposal.patch);
+    let summary = to_proto::summary(&to_proto::Review {
+        title,
+        task_short: task.short(),
+        goal: &goal,
+        round: proposal.round,
+        plan: proposal.plan.as_ref(),
+        rounds: &rounds,
+        files: &files,
+        cost_micros,
+    });
+    Ok((summary, proposal))
+}
+
+/// Shows a summary: opened as a document (`window/showDocument` on a file in the temporary directory,
+/// never in the workspace) where the client can, else as a message. A document that cannot be written
+/// or shown falls back to the message, so the person always sees it.
+pub(crate) async fn present(state: &State, task: &TaskId, summary: String) {
+    if state.caps().show_document {
+        match show_document(state, task, &summary).await {
+            Ok(()) => return,
+            Err(why) => {
+                tracing::debug!(task = %task, why = %why, "summary shown as a message instead")
+            }
+        }
+    }
+    state.client.show_message(MessageType::INFO, summary).await;
+}
+
+async fn show_document(state: &State, task: &TaskId, summary: &str) -> Result<(), String> {
+    let dir = std::env::temp_dir().join("cadre-lsp");
+    let file = dir.join(format!("review-{}.md", task.short()));
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
+    tokio::fs::write(&file, summary).await.map_err(|e| format!("{}: {e}", file.display()))?;
+    let uri = Url::from_file_path(&file).map_err(|()| format!("{} is no URI", file.display()))?;
+    let params =
+        ShowDocumentParams { uri, external: Some(false), take_focus: Some(false), selection: None };
+    match state.client.send_request::<ShowDocument>(params).await {
+        Ok(result) if result.success => Ok(()),
+        Ok(_) => Err("the client could not open the summary".to_owned()),
+        Err(error) => Err(error.to_string()),
     }
 }

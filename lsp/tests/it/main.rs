@@ -2,5 +2,7 @@
 //! in-memory `Agents` whose tasks follow a script.
 
 mod protocol;
+mod reindex;
 mod review;
+mod summary;
 mod support;

@@ -26,6 +26,7 @@ pub(crate) struct Calls {
     pub(crate) accepted: Vec<(TaskId, u32)>,
     pub(crate) rejected: Vec<TaskId>,
     pub(crate) reindexed: Vec<(PathBuf, Vec<(String, String)>)>,
+    pub(crate) reindexed_files: Vec<(PathBuf, Vec<String>)>,
     pub(crate) shutdown: bool,
 }
 
@@ -43,6 +44,8 @@ pub(crate) struct FakeAgents {
     tasks: Mutex<HashMap<TaskId, FakeTask>>,
     pub(crate) patch: Mutex<String>,
     pub(crate) report: Mutex<Option<TestReport>>,
+    /// When set, `reindex_files` records its call and then never returns.
+    pub(crate) hang_reindex: std::sync::atomic::AtomicBool,
 }
 
 impl FakeAgents {
@@ -54,6 +57,7 @@ impl FakeAgents {
             tasks: Mutex::new(HashMap::new()),
             patch: Mutex::new(String::new()),
             report: Mutex::new(None),
+            hang_reindex: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -248,6 +252,18 @@ impl Agents for FakeAgents {
         Err(AgentsError::Refused("the fake does not index".into()))
     }
 
+    async fn reindex_files(
+        &self,
+        root: &Path,
+        paths: &[String],
+    ) -> Result<IndexReport, AgentsError> {
+        self.calls().reindexed_files.push((root.to_path_buf(), paths.to_vec()));
+        if self.hang_reindex.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Err(AgentsError::Refused("the fake does not index".into()))
+    }
+
     async fn shutdown(&self) {
         self.calls().shutdown = true;
     }
@@ -269,10 +285,15 @@ pub(crate) struct Client {
 impl Client {
     /// Starts the server over `agents` with a fast poll.
     pub(crate) fn start(agents: Arc<FakeAgents>) -> Client {
+        let options = ServerOptions { poll: Duration::from_millis(5), ..ServerOptions::default() };
+        Client::start_with(agents, options)
+    }
+
+    /// Starts the server over `agents` with these options.
+    pub(crate) fn start_with(agents: Arc<FakeAgents>, options: ServerOptions) -> Client {
         let root = agents.repo.clone();
         let (client_end, server_end) = tokio::io::duplex(1 << 20);
         let (server_read, server_write) = tokio::io::split(server_end);
-        let options = ServerOptions { poll: Duration::from_millis(5) };
         let server = tokio::spawn(cadre_lsp::serve(server_read, server_write, agents, options));
         let (client_read, client_write) = tokio::io::split(client_end);
         let writer = Arc::new(tokio::sync::Mutex::new(client_write));
@@ -419,6 +440,7 @@ async fn read_loop(
                     applied.lock().unwrap().push(msg["params"].clone());
                     json!({"applied": true})
                 }
+                "window/showDocument" => json!({"success": true}),
                 _ => Value::Null,
             };
             let reply = json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();

@@ -32,3 +32,8 @@ output "vector_index_endpoint" {
   description = "The Vector Search endpoint serving the team's code index."
   value       = google_vertex_ai_index_endpoint.code.id
 }
+
+output "api_url" {
+  description = "The task API's URL, for `cadre lsp --remote` and the editor's `remote` setting."
+  value       = google_cloud_run_v2_service.api.uri
+}

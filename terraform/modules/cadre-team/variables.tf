@@ -82,3 +82,15 @@ variable "embedding_dimensions" {
   type        = number
   default     = 768
 }
+
+variable "team_daily_budget_usd" {
+  description = "Most the team may spend on model calls per UTC day, in USD; the task API refuses new tasks past it (null: no limit)."
+  type        = number
+  default     = null
+}
+
+variable "api_public" {
+  description = "Let anyone reach the task API at the Cloud Run level; callers still need a team token (Cloud Run IAM would consume the Authorization header)."
+  type        = bool
+  default     = true
+}

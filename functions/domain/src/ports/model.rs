@@ -158,6 +158,14 @@ impl ThinkingLevel {
             ThinkingLevel::High => "high",
         }
     }
+
+    /// The level named `name` (as [`ThinkingLevel::name`] writes it), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<ThinkingLevel> {
+        [ThinkingLevel::Minimal, ThinkingLevel::Low, ThinkingLevel::Medium, ThinkingLevel::High]
+            .into_iter()
+            .find(|level| level.name().eq_ignore_ascii_case(name))
+    }
 }
 
 /// Whether the gateway may answer a request from its response cache.

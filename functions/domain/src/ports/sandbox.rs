@@ -95,6 +95,19 @@ pub trait Sandbox: Send + Sync {
     /// times out, MUST be an `Ok` [`RunOutput`], and a timed-out run MUST leave no process behind.
     async fn run(&self, spec: &RunSpec) -> Result<RunOutput, SandboxError>;
 
+    /// Deletes the build cache of `key` (what runs with [`RunSpec::cache`] `= Some(key)` share),
+    /// e.g. when its task has ended, and returns whether there was one. The default, for
+    /// sandboxes that keep no build caches, has nothing to delete and returns `Ok(false)`.
+    ///
+    /// # Errors
+    /// A sandbox that keeps build caches MUST return [`SandboxError::Spawn`] for a key no cache
+    /// can have (e.g. an empty one), and [`SandboxError::Runtime`] while a run uses the cache or
+    /// when deleting it fails.
+    async fn remove_cache(&self, key: &str) -> Result<bool, SandboxError> {
+        let _ = key;
+        Ok(false)
+    }
+
     /// How this sandbox isolates, for reports.
     fn isolation(&self) -> Isolation;
 }

@@ -37,6 +37,16 @@ impl World {
     }
 
     pub(crate) async fn with_model(server: ModelServer, model: Arc<dyn Model>) -> World {
+        Self::wrapped(server, model, |store, queue| (store, queue)).await
+    }
+
+    /// A world whose engine reaches the store and queue through `wrap` (e.g. to stop at a point, or
+    /// count what is published); `World::store` and `World::queue` stay the real ones.
+    pub(crate) async fn wrapped(
+        server: ModelServer,
+        model: Arc<dyn Model>,
+        wrap: impl FnOnce(Arc<dyn StateStore>, Arc<dyn Queue>) -> (Arc<dyn StateStore>, Arc<dyn Queue>),
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cadre.db");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -45,9 +55,10 @@ impl World {
             EmbeddedQueue::open(&db, "steps", QueueConfig { max_deliveries: 10 }, clock.clone())
                 .unwrap(),
         );
+        let (engine_store, engine_queue) = wrap(store.clone(), queue.clone());
         let ports = Ports {
-            store: store.clone(),
-            queue: queue.clone(),
+            store: engine_store,
+            queue: engine_queue,
             model,
             sandbox: Arc::new(HostSandbox::new()),
             workspace: Arc::new(GitWorkspace::new(dir.path().join("worktrees"))),
@@ -82,18 +93,23 @@ impl World {
     }
 
     pub(crate) async fn submit(&self) -> Task {
+        self.submit_with(TaskSettings {
+            max_rounds: 2,
+            test_command: None,
+            test_timeout_secs: 60,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub(crate) async fn submit_with(&self, settings: TaskSettings) -> Task {
         let (repo, base) = self.repo();
         let task = Task {
             id: TaskId::generate(),
             repo,
             goal: "make test_add pass".into(),
             base_commit: base,
-            settings: TaskSettings {
-                max_rounds: 2,
-                test_command: None,
-                test_timeout_secs: 60,
-                ..Default::default()
-            },
+            settings,
             created_at: cadre_domain::Timestamp(0),
         };
         cadre_engine::submit(self.engine.ports(), &task).await.unwrap();

@@ -16,9 +16,7 @@ pub mod transcript;
 
 use cadre_domain::envelope::{Envelope, StepPayload};
 use cadre_domain::event::Event;
-use cadre_domain::ports::model::{
-    CachePolicy, ChatMessage, ModelError, ModelRequest, Role, ThinkingLevel,
-};
+use cadre_domain::ports::model::{CachePolicy, ChatMessage, ModelError, ModelRequest, Role};
 use cadre_domain::ports::workspace::Worktree;
 use cadre_domain::step::{ArtifactName, StepError, StepOutcome};
 use cadre_domain::{Plan, Ports, StepKind, Task, TestReport, TraceId};
@@ -113,7 +111,7 @@ impl Turn<'_> {
         probe.budget_micros = self.task.settings.budget_micros;
         probe.team = self.task.settings.team.clone();
         probe.template = Some(prompt::AGENT.id());
-        probe.thinking = Some(ThinkingLevel::Medium);
+        probe.thinking = Some(self.task.settings.thinking.turn);
         probe.cache = CachePolicy::Use;
         records.push(TurnRecord { messages: record.messages.clone(), ..TurnRecord::default() });
         let request =

@@ -1,6 +1,7 @@
 //! The parent's side of one run: preparing its bundle (workspace copy and spec) before the runner
 //! starts, and reading how it ended afterwards.
 
+use super::phases::Marks;
 use super::root::RuntimeRoot;
 use super::rootfs::Bind;
 use super::runner::{result_file, Outcome};
@@ -34,12 +35,12 @@ pub(crate) struct Prepare {
 impl Prepare {
     /// Creates `runs/<id>` with the workspace copy (`work/`, owned by the container's user) and
     /// the spec (`config.json`), and the run's build cache if it has one. Returns the bundle
-    /// directory.
+    /// directory, and `marks` with the end of each of those phases added.
     ///
     /// # Errors
     /// [`SandboxError::Spawn`] for a spec that cannot be built (e.g. an unpassable variable),
     /// [`SandboxError::Runtime`] when the copy or a write fails.
-    pub(crate) fn run(self) -> Result<PathBuf, SandboxError> {
+    pub(crate) fn run(self, mut marks: Marks) -> Result<(PathBuf, Marks), SandboxError> {
         let bundle = self.root.runs.join(&self.id);
         std::fs::create_dir(&bundle).map_err(|e| {
             SandboxError::Runtime(format!(
@@ -55,6 +56,7 @@ impl Prepare {
             })?),
             None => None,
         };
+        marks.mark("cache");
         // With a cache, builds go there: the worktree's own build directories are dead weight.
         let contents = if cache.is_some() { Contents::WithoutBuildOutputs } else { Contents::All };
         let copied =
@@ -64,6 +66,7 @@ impl Prepare {
                     self.workdir.display()
                 ))
             })?;
+        marks.mark("workspace copy");
         debug!(
             id = self.id,
             files = copied.files,
@@ -87,7 +90,8 @@ impl Prepare {
         .map_err(|reason| SandboxError::Spawn { command: self.command.clone(), reason })?;
         spec.save(bundle.join("config.json"))
             .map_err(|e| SandboxError::Runtime(format!("cannot write the container spec: {e}")))?;
-        Ok(bundle)
+        marks.mark("spec");
+        Ok((bundle, marks))
     }
 }
 
@@ -98,7 +102,9 @@ fn host_ids(cfg: &YoukiConfig) -> (u32, u32) {
     (base + cfg.uid, base + cfg.gid)
 }
 
-/// Reads the runner's report from the bundle; `None` when it wrote none.
-pub(crate) fn outcome(bundle: &std::path::Path) -> Option<Outcome> {
-    std::fs::read_to_string(result_file(bundle)).ok().and_then(|t| Outcome::parse(&t))
+/// Reads the runner's report from the bundle: how the run ended (`None` when it wrote none) and
+/// the runner's phase marks.
+pub(crate) fn outcome(bundle: &std::path::Path) -> (Option<Outcome>, Marks) {
+    let text = std::fs::read_to_string(result_file(bundle)).unwrap_or_default();
+    (Outcome::parse(&text), Marks::parse(&text))
 }

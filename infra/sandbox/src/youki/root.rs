@@ -1,10 +1,12 @@
 //! The runtime root a sandbox owns, the ids of its runs, and deleting what a dead runner left.
 //!
 //! Layout: `state/<id>` (libcontainer's container state), `runs/<id>` (bundle and workspace
-//! copy), `rootfs/` (the shared read-only skeleton), `caches/<name>` (build caches kept across
-//! runs, see `cache.rs`; never touched by the stale-run cleanup). A run id names its owner, the runner process,
-//! by pid *and start time*, so a later runner can tell a live sibling's container (kept) from a
-//! dead runner's (deleted), even after the pid was reused.
+//! copy), `trash/<id>` (a finished run's directory, moved out of `runs/` in one rename and deleted
+//! off the run's critical path: deleting a workspace copy file by file took 6–11 ms per run on a
+//! busy disk), `rootfs/` (the shared read-only skeleton), `caches/<name>` (build caches kept across
+//! runs, see `cache.rs`; never touched by the stale-run cleanup). A run id names its owner, the
+//! runner process, by pid *and start time*, so a later runner can tell a live sibling's container
+//! (kept) from a dead runner's (deleted), even after the pid was reused.
 
 use super::{cgroups, quietly};
 use libcontainer::container::Container;
@@ -22,6 +24,7 @@ const PREFIX: &str = "cadre";
 pub(crate) struct RuntimeRoot {
     pub(crate) state: PathBuf,
     pub(crate) runs: PathBuf,
+    pub(crate) trash: PathBuf,
     pub(crate) rootfs: PathBuf,
     pub(crate) caches: PathBuf,
 }
@@ -38,10 +41,11 @@ impl RuntimeRoot {
         let layout = RuntimeRoot {
             state: root.join("state"),
             runs: root.join("runs"),
+            trash: root.join("trash"),
             rootfs: root.join("rootfs"),
             caches: root.join("caches"),
         };
-        for dir in [&layout.state, &layout.runs, &layout.caches] {
+        for dir in [&layout.state, &layout.runs, &layout.trash, &layout.caches] {
             std::fs::DirBuilder::new().recursive(true).mode(0o711).create(dir)?;
         }
         Ok(layout)
@@ -114,6 +118,15 @@ fn owner_of(id: &str) -> Option<Owner> {
 /// Deletes one run completely: its container (killing what is left in it), its cgroup in every
 /// hierarchy, its state and its run directory. Safe to call on a half-created run.
 pub(crate) fn remove_run(root: &RuntimeRoot, cgroup_parent: &str, id: &str) {
+    if let Some(trash) = retire_run(root, cgroup_parent, id) {
+        delete_trash(&trash);
+    }
+}
+
+/// [`remove_run`] but for the run directory, which is only moved to `trash/` (one rename) and
+/// returned for [`delete_trash`] to delete later; `None` when there was nothing to move (or the
+/// move failed and it was deleted here). Everything that runs or holds a cgroup is gone on return.
+pub(crate) fn retire_run(root: &RuntimeRoot, cgroup_parent: &str, id: &str) -> Option<PathBuf> {
     let state = root.state.join(id);
     if state.exists() {
         let deleted = quietly(|| Container::load(state.clone()).and_then(|mut c| c.delete(true)));
@@ -126,9 +139,26 @@ pub(crate) fn remove_run(root: &RuntimeRoot, cgroup_parent: &str, id: &str) {
     }
     cgroups::sweep(cgroup_parent, id);
     let run = root.runs.join(id);
+    let trash = root.trash.join(id);
+    match std::fs::rename(&run, &trash) {
+        Ok(()) => return Some(trash),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => warn!(id, error = %e, "could not move the run directory to the trash"),
+    }
     if let Err(e) = std::fs::remove_dir_all(&run) {
         if e.kind() != io::ErrorKind::NotFound {
             warn!(id, error = %e, path = %run.display(), "could not remove the run directory");
+        }
+    }
+    None
+}
+
+/// Deletes a retired run directory (see [`retire_run`]).
+pub(crate) fn delete_trash(trash: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(trash) {
+        if e.kind() != io::ErrorKind::NotFound {
+            let path = trash.display();
+            warn!(error = %e, path = %path, "could not delete a finished run's directory");
         }
     }
 }
@@ -143,6 +173,14 @@ pub(crate) fn clean_stale(root: &RuntimeRoot, cgroup_parent: &str) -> usize {
         }
     }
     ids.extend(cgroups::ids_under(cgroup_parent));
+    // Retired run directories whose deletion a stopped sandbox did not finish.
+    if let Ok(entries) = std::fs::read_dir(&root.trash) {
+        for entry in entries.flatten() {
+            if owner_of(&entry.file_name().to_string_lossy()).is_some_and(|o| !o.is_alive()) {
+                delete_trash(&entry.path());
+            }
+        }
+    }
     ids.sort();
     ids.dedup();
     let mut removed = 0;

@@ -20,6 +20,7 @@
 
 use super::cgroups::{self, LimitHits};
 use super::netns;
+use super::phases::Marks;
 use super::seccomp::{self, FilteringExecutor};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -136,6 +137,8 @@ impl Outcome {
                 "oom_kills" => hits.oom_kills = value.parse().ok()?,
                 "pids_refused" => hits.pids_refused = value.parse().ok()?,
                 "failed" => return Some(Outcome::Failed(value.to_owned())),
+                // Phase timings, read by `Marks::parse`.
+                "mark" => {}
                 _ => return None,
             }
         }
@@ -153,11 +156,13 @@ pub(crate) fn result_file(bundle: &Path) -> PathBuf {
 
 /// The runner's `main`: runs one container as described by `args` (everything after the program
 /// name and any dispatching subcommand) and returns the process exit code: 0 when an outcome was
-/// written, 2 otherwise.
+/// written, 2 otherwise. The result file also gets the end time of each phase (see `phases.rs`).
 ///
 /// Call it first thing in `main`, before any thread or async runtime starts: it refuses to run in
 /// a multi-threaded process (see the module docs).
 pub fn runner_main(args: Vec<OsString>) -> i32 {
+    let mut marks = Marks::default();
+    marks.mark("runner exec");
     let parsed = RunnerArgs::parse(&args).and_then(|args| match threads() {
         Some(1) => Ok(args),
         n => Err(format!(
@@ -177,8 +182,9 @@ pub fn runner_main(args: Vec<OsString>) -> i32 {
             return 2;
         }
     };
-    let outcome = run(&args);
-    match std::fs::write(result_file(&args.bundle), outcome.render()) {
+    let outcome = run(&args, &mut marks);
+    let report = outcome.render() + &marks.render();
+    match std::fs::write(result_file(&args.bundle), report) {
         Ok(()) => 0,
         Err(_) => 2,
     }
@@ -190,7 +196,7 @@ fn threads() -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok())
 }
 
-fn run(args: &RunnerArgs) -> Outcome {
+fn run(args: &RunnerArgs, marks: &mut Marks) -> Outcome {
     let executor = FilteringExecutor { filter: args.seccomp.then(|| Arc::new(seccomp::program())) };
     let pid_file = args.bundle.join("init.pid");
     let built = ContainerBuilder::new(args.id.clone(), SyscallType::default())
@@ -206,6 +212,7 @@ fn run(args: &RunnerArgs) -> Outcome {
             return Outcome::Failed(format!("cannot create the container: {e}"));
         }
     };
+    marks.mark("container create");
     let Some(pid) = container.pid() else {
         return Outcome::Failed("the created container has no init process".into());
     };
@@ -220,10 +227,12 @@ fn run(args: &RunnerArgs) -> Outcome {
         if let Err(e) = netns::loopback_up(pid) {
             return abort(e);
         }
+        marks.mark("loopback up");
     }
     if let Err(e) = container.start() {
         return abort(format!("cannot start the container: {e}"));
     }
+    marks.mark("container start");
     // The last-resort deadline. Threads are safe from here on: nothing is cloned any more.
     let (parent, id, deadline) = (args.cgroup_parent.clone(), args.id.clone(), args.deadline);
     std::thread::spawn(move || {
@@ -233,10 +242,15 @@ fn run(args: &RunnerArgs) -> Outcome {
     if let Err(e) = wait_exit(pid) {
         return abort(format!("waiting for the container failed: {e}"));
     }
+    marks.mark("command");
     let hits = cgroups::limit_hits(&args.cgroup_parent, &args.id);
+    marks.mark("limit counters");
     // Deleting while the init is still an unreaped zombie: its pid cannot have been reused.
     remove(args);
-    match waitpid(pid, None) {
+    marks.mark("container delete");
+    let reaped = waitpid(pid, None);
+    marks.mark("reap");
+    match reaped {
         Ok(WaitStatus::Exited(_, code)) => Outcome::Exited(code, hits),
         Ok(WaitStatus::Signaled(_, signal, _)) => Outcome::Signaled(signal as i32, hits),
         Ok(other) => Outcome::Failed(format!("unexpected wait status {other:?}")),

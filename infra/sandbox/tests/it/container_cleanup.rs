@@ -31,6 +31,27 @@ async fn dropping_a_run_deletes_its_container() {
     sb.assert_clean_and_usable(work.path()).await;
 }
 
+#[tokio::test]
+async fn a_finished_runs_directory_leaves_at_once_and_its_trash_soon_after() {
+    let sb = TestSandbox::new();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("src")).unwrap();
+    std::fs::write(work.path().join("src/lib.rs"), "// code").unwrap();
+    let out = sb.run(&spec(work.path(), "echo built > src/out")).await;
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert_eq!(sb.runs_left(), Vec::<std::path::PathBuf>::new(), "the run directory stayed");
+    let trash = sb.dir.path().join("runtime/trash");
+    let left = || std::fs::read_dir(&trash).unwrap().count();
+    for _ in 0..500 {
+        if left() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(left(), 0, "the finished run's directory was never deleted");
+    assert!(!work.path().join("src/out").exists(), "the run wrote the worktree");
+}
+
 /// The leftovers of a runner killed mid-run, made by hand: a state dir libcontainer cannot load,
 /// a run dir, and a cgroup in every controller holding a live process.
 #[tokio::test]
@@ -59,6 +80,7 @@ async fn a_new_sandbox_deletes_what_a_dead_runner_left() {
         std::fs::create_dir_all(runtime.join("state").join(id)).unwrap();
         std::fs::write(runtime.join("state").join(id).join("state.json"), "{ corrupt").unwrap();
         std::fs::create_dir_all(runtime.join("runs").join(id).join("work")).unwrap();
+        std::fs::create_dir_all(runtime.join("trash").join(id).join("work")).unwrap();
         let mut child = Command::new("sleep").arg("600").stdin(Stdio::null()).spawn().unwrap();
         for controller in ["memory", "pids", "cpu"] {
             let cg = format!("/sys/fs/cgroup/{controller}/{}/{id}", cfg.cgroup_parent);
@@ -89,6 +111,8 @@ async fn a_new_sandbox_deletes_what_a_dead_runner_left() {
     assert!(!runtime.join("state").join(&dead).exists());
     assert!(!runtime.join("runs").join(&dead).exists());
     assert!(runtime.join("runs").join(&live).exists());
+    assert!(!runtime.join("trash").join(&dead).exists(), "a dead runner's trash was kept");
+    assert!(runtime.join("trash").join(&live).exists(), "a live runner's trash is its own");
     // Tidy the live one by hand (it is ours), then the sandbox still works.
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(live_pid as i32),

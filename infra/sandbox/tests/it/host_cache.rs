@@ -92,3 +92,36 @@ async fn the_default_state_dir_works() {
     assert!(out.output.ends_with(&expected), "{out:?}");
     assert!(sandbox.remove_cache(&key).await.unwrap());
 }
+
+#[tokio::test]
+async fn the_port_refuses_bad_keys_and_a_cache_in_use() {
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let sandbox = std::sync::Arc::new(HostSandbox::new().with_state_dir(state.path()));
+    let port: &dyn Sandbox = sandbox.as_ref();
+    assert!(matches!(port.remove_cache("").await, Err(SandboxError::Spawn { .. })));
+    let long = "k".repeat(81);
+    assert!(matches!(port.remove_cache(&long).await, Err(SandboxError::Spawn { .. })));
+    assert!(!port.remove_cache("never-used").await.unwrap());
+    // A run holds its cache: removing it fails until the run is gone (cancelled here).
+    let running = {
+        let (sandbox, w) = (std::sync::Arc::clone(&sandbox), work.path().to_path_buf());
+        tokio::spawn(async move { sandbox.run(&cached(&w, "sleep 30", "busy")).await })
+    };
+    let data = state.path().join("caches/busy/data");
+    for _ in 0..500 {
+        if data.is_dir() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(data.is_dir(), "the run never opened its cache");
+    match port.remove_cache("busy").await {
+        Err(SandboxError::Runtime(reason)) => assert!(reason.contains("in use"), "{reason}"),
+        other => panic!("expected an in-use error, got {other:?}"),
+    }
+    running.abort();
+    let _ = running.await;
+    assert!(port.remove_cache("busy").await.unwrap());
+    assert!(!data.exists());
+}

@@ -96,3 +96,26 @@ async fn the_host_sandbox_cannot_restrict_the_network() {
         assert!(was_reached(&listener), "{access:?}");
     }
 }
+
+/// A sandbox that keeps no build caches, for the port's default `remove_cache`.
+struct NoCaches;
+
+#[async_trait::async_trait]
+impl Sandbox for NoCaches {
+    async fn run(
+        &self,
+        _: &cadre_domain::ports::sandbox::RunSpec,
+    ) -> Result<cadre_domain::ports::sandbox::RunOutput, SandboxError> {
+        Err(SandboxError::Runtime("not used here".into()))
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::HostUnisolated
+    }
+}
+
+#[tokio::test]
+async fn a_sandbox_without_caches_has_none_to_remove() {
+    let port: &dyn Sandbox = &NoCaches;
+    assert!(!port.remove_cache("task-1").await.unwrap());
+}

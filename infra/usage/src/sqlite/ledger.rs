@@ -169,14 +169,32 @@ impl UsageLedger for SqliteUsageLedger {
         filter: &UsageFilter,
         group: UsageGroup,
     ) -> Result<Vec<UsageTotal>, UsageError> {
-        let filter = filter.clone();
+        // Only the filters given become conditions: `(?1 IS NULL OR team = ?1)` would keep SQLite from
+        // using the `(team, at)` index, and the team's daily spend is read before every model call.
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut condition = |sql: &'static str, value: Option<rusqlite::types::Value>| {
+            if let Some(value) = value {
+                conditions.push(sql);
+                values.push(value);
+            }
+        };
+        condition("task_id = ?", filter.task.as_ref().map(|t| t.as_str().to_owned().into()));
+        condition("step = ?", filter.step.clone().map(Into::into));
+        condition("model = ?", filter.model.clone().map(Into::into));
+        condition("at >= ?", filter.since.map(|t| t.0.into()));
+        condition("at < ?", filter.until.map(|t| t.0.into()));
+        condition("team = ?", filter.team.clone().map(Into::into));
+        let where_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
         let sql = format!(
             "SELECT {key} AS key, COUNT(*), SUM(outcome != '{ok}'), SUM(cache_hit),
                     SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(thinking_tokens),
                     SUM(cost_micros), SUM(latency_ms)
-             FROM usage_calls
-             WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR step = ?2) AND (?3 IS NULL OR model = ?3)
-               AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5) AND (?6 IS NULL OR team = ?6)
+             FROM usage_calls {where_sql}
              GROUP BY key ORDER BY key",
             key = key_sql(group),
             ok = CallOutcome::Ok.label(),
@@ -184,14 +202,7 @@ impl UsageLedger for SqliteUsageLedger {
         self.db
             .run(move |conn| {
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = stmt.query(params![
-                    filter.task.as_ref().map(TaskId::as_str),
-                    filter.step,
-                    filter.model,
-                    filter.since.map(|t| t.0),
-                    filter.until.map(|t| t.0),
-                    filter.team,
-                ])?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
                 let mut totals = Vec::new();
                 while let Some(row) = rows.next()? {
                     totals.push(read_total(row, group)?);
